@@ -1,0 +1,375 @@
+//! `connectord.v1.ConnectorService`: the connector resource RPCs.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use super::{
+    config::ConfigCheck,
+    convert::view,
+    page_token,
+    status::to_status,
+    update_mask::{UpdateScope, build_patch},
+    validate::{MAX_DESCRIPTION_CHARS, MAX_DISPLAY_NAME_CHARS, Violations},
+};
+use crate::{
+    domain::{
+        ConfigTypes, ConnectorKey, ConnectorRegistry, Error, ListQuery, NewConnector,
+    },
+    pb::{self, connector_service_server::ConnectorService},
+};
+
+/// Page size used when a list request asks for 0.
+pub const DEFAULT_PAGE_SIZE: usize = 25;
+/// Largest page size; larger requests are served this many.
+pub const MAX_PAGE_SIZE: usize = 100;
+
+#[derive(Debug, Clone)]
+pub struct ConnectorApiOptions {
+    /// Largest encoded config accepted, in bytes.
+    pub max_config_bytes: usize,
+}
+
+impl Default for ConnectorApiOptions {
+    fn default() -> Self {
+        Self { max_config_bytes: 64 * 1024 }
+    }
+}
+
+/// Implementation of the generated `ConnectorService` trait.
+pub struct ConnectorApi {
+    registry: Arc<ConnectorRegistry>,
+    config_types: Arc<ConfigTypes>,
+    options: ConnectorApiOptions,
+}
+
+impl ConnectorApi {
+    pub fn new(registry: Arc<ConnectorRegistry>, config_types: Arc<ConfigTypes>, options: ConnectorApiOptions) -> Self {
+        Self { registry, config_types, options }
+    }
+
+    fn config_check(&self) -> ConfigCheck<'_> {
+        ConfigCheck { types: &self.config_types, max_bytes: self.options.max_config_bytes }
+    }
+
+    /// Validates the fields that Create and CreateDelegated share.
+    #[allow(clippy::too_many_arguments)]
+    fn new_connector(
+        &self,
+        app_id: &str,
+        catalog_id: &str,
+        display_name: &str,
+        description: &str,
+        user_ids: &[String],
+        config: Option<&prost_types::Any>,
+        request_id: &str,
+    ) -> Result<NewConnector, Error> {
+        let mut violations = Violations::new();
+        violations.id("app_id", app_id);
+        violations.id("catalog_id", catalog_id);
+        violations.text("display_name", display_name, MAX_DISPLAY_NAME_CHARS);
+        violations.text("description", description, MAX_DESCRIPTION_CHARS);
+        let user_ids = violations.user_ids("user_ids", user_ids);
+        violations.optional_id("request_id", request_id);
+        let config = self.config_check().optional("config", config, &mut violations);
+        violations.into_result()?;
+
+        Ok(NewConnector {
+            app_id: app_id.to_owned(),
+            catalog_id: catalog_id.to_owned(),
+            display_name: display_name.to_owned(),
+            description: description.to_owned(),
+            user_ids,
+            config,
+            request_id: (!request_id.is_empty()).then(|| request_id.to_owned()),
+        })
+    }
+
+    async fn update_with_scope(
+        &self,
+        connector: Option<&pb::Connector>,
+        update_mask: Option<&prost_types::FieldMask>,
+        scope: UpdateScope,
+    ) -> Result<pb::ConnectorView, Error> {
+        let Some(connector) = connector else {
+            return Err(Error::invalid("connector", "is required: it names the connector to update"));
+        };
+        let mut violations = Violations::new();
+        violations.id("connector.app_id", &connector.app_id);
+        violations.id("connector.id", &connector.id);
+        violations.etag("connector.etag", &connector.etag);
+        violations.into_result()?;
+        let key = ConnectorKey::new(&connector.app_id, &connector.id);
+        let patch = build_patch(connector, update_mask, scope, &self.config_check())?;
+        let expected_etag = (!connector.etag.is_empty()).then_some(connector.etag.as_str());
+
+        let updated = self.registry.update(&key, &patch, expected_etag).await?;
+
+        tracing::info!(revision = updated.revision, "connector updated");
+        Ok(view(updated))
+    }
+}
+
+fn key(app_id: &str, id: &str, id_field: &str) -> Result<ConnectorKey, Error> {
+    let mut violations = Violations::new();
+    violations.id("app_id", app_id);
+    violations.id(id_field, id);
+    violations.into_result()?;
+    Ok(ConnectorKey::new(app_id, id))
+}
+
+fn not_implemented_yet(rpc: &str) -> Status {
+    Status::unimplemented(format!("{rpc} is not implemented yet"))
+}
+
+#[tonic::async_trait]
+impl ConnectorService for ConnectorApi {
+    #[tracing::instrument(name = "Create", skip_all, fields(app_id = %request.get_ref().app_id, connector_id))]
+    async fn create(
+        &self,
+        request: Request<pb::ConnectorServiceCreateRequest>,
+    ) -> Result<Response<pb::ConnectorServiceCreateResponse>, Status> {
+        let request = request.into_inner();
+        let new = self
+            .new_connector(
+                &request.app_id,
+                &request.catalog_id,
+                &request.display_name,
+                &request.description,
+                &request.user_ids,
+                request.config.as_ref(),
+                &request.request_id,
+            )
+            .map_err(to_status)?;
+
+        let connector = self.registry.create(new).await.map_err(to_status)?;
+
+        tracing::Span::current().record("connector_id", connector.id.as_str());
+        tracing::info!("connector created");
+        Ok(Response::new(pb::ConnectorServiceCreateResponse {
+            connector_view: Some(view(connector)),
+            expanded: Vec::new(),
+        }))
+    }
+
+    #[tracing::instrument(name = "CreateDelegated", skip_all, fields(app_id = %request.get_ref().app_id, connector_id))]
+    async fn create_delegated(
+        &self,
+        request: Request<pb::ConnectorServiceCreateDelegatedRequest>,
+    ) -> Result<Response<pb::ConnectorServiceCreateDelegatedResponse>, Status> {
+        let request = request.into_inner();
+        let new = self
+            .new_connector(
+                &request.app_id,
+                &request.catalog_id,
+                &request.display_name,
+                &request.description,
+                &request.user_ids,
+                None,
+                &request.request_id,
+            )
+            .map_err(to_status)?;
+
+        let connector = self.registry.create(new).await.map_err(to_status)?;
+
+        tracing::Span::current().record("connector_id", connector.id.as_str());
+        tracing::info!("delegated connector created");
+        Ok(Response::new(pb::ConnectorServiceCreateDelegatedResponse {
+            connector_view: Some(view(connector)),
+            expanded: Vec::new(),
+        }))
+    }
+
+    #[tracing::instrument(name = "Get", skip_all, fields(app_id = %request.get_ref().app_id, connector_id = %request.get_ref().id))]
+    async fn get(
+        &self,
+        request: Request<pb::ConnectorServiceGetRequest>,
+    ) -> Result<Response<pb::ConnectorServiceGetResponse>, Status> {
+        let request = request.into_inner();
+        let key = key(&request.app_id, &request.id, "id").map_err(to_status)?;
+
+        let connector = self.registry.get(&key).await.map_err(to_status)?;
+
+        tracing::debug!("connector read");
+        Ok(Response::new(pb::ConnectorServiceGetResponse {
+            connector_view: Some(view(connector)),
+            expanded: Vec::new(),
+        }))
+    }
+
+    #[tracing::instrument(name = "List", skip_all, fields(app_id = %request.get_ref().app_id))]
+    async fn list(
+        &self,
+        request: Request<pb::ConnectorServiceListRequest>,
+    ) -> Result<Response<pb::ConnectorServiceListResponse>, Status> {
+        let request = request.into_inner();
+        let query = list_query(&request).map_err(to_status)?;
+
+        let page = self.registry.list(&query).await.map_err(to_status)?;
+
+        tracing::debug!(count = page.connectors.len(), "connectors listed");
+        let next_page_token = page
+            .next_after_id
+            .map(|after_id| page_token::encode(&query.app_id, query.include_deleted, &after_id))
+            .unwrap_or_default();
+        Ok(Response::new(pb::ConnectorServiceListResponse {
+            list: page.connectors.into_iter().map(view).collect(),
+            next_page_token,
+            expanded: Vec::new(),
+        }))
+    }
+
+    #[tracing::instrument(name = "Update", skip_all, fields(app_id, connector_id))]
+    async fn update(
+        &self,
+        request: Request<pb::ConnectorServiceUpdateRequest>,
+    ) -> Result<Response<pb::ConnectorServiceUpdateResponse>, Status> {
+        let request = request.into_inner();
+        record_connector_ids(request.connector.as_ref());
+
+        let connector_view = self
+            .update_with_scope(request.connector.as_ref(), request.update_mask.as_ref(), UpdateScope::Full)
+            .await
+            .map_err(to_status)?;
+
+        Ok(Response::new(pb::ConnectorServiceUpdateResponse {
+            connector_view: Some(connector_view),
+            expanded: Vec::new(),
+        }))
+    }
+
+    #[tracing::instrument(name = "UpdateDelegated", skip_all, fields(app_id, connector_id))]
+    async fn update_delegated(
+        &self,
+        request: Request<pb::ConnectorServiceUpdateDelegatedRequest>,
+    ) -> Result<Response<pb::ConnectorServiceUpdateDelegatedResponse>, Status> {
+        let request = request.into_inner();
+        record_connector_ids(request.connector.as_ref());
+
+        let connector_view = self
+            .update_with_scope(request.connector.as_ref(), request.update_mask.as_ref(), UpdateScope::Delegated)
+            .await
+            .map_err(to_status)?;
+
+        Ok(Response::new(pb::ConnectorServiceUpdateDelegatedResponse {
+            connector_view: Some(connector_view),
+            expanded: Vec::new(),
+        }))
+    }
+
+    #[tracing::instrument(name = "Delete", skip_all, fields(app_id = %request.get_ref().app_id, connector_id = %request.get_ref().id))]
+    async fn delete(
+        &self,
+        request: Request<pb::ConnectorServiceDeleteRequest>,
+    ) -> Result<Response<pb::ConnectorServiceDeleteResponse>, Status> {
+        let request = request.into_inner();
+        let key = key(&request.app_id, &request.id, "id").map_err(to_status)?;
+        let mut violations = Violations::new();
+        violations.etag("etag", &request.etag);
+        violations.into_result().map_err(to_status)?;
+        let expected_etag = (!request.etag.is_empty()).then_some(request.etag.as_str());
+
+        self.registry.delete(&key, expected_etag).await.map_err(to_status)?;
+
+        tracing::info!("connector deleted");
+        Ok(Response::new(pb::ConnectorServiceDeleteResponse {}))
+    }
+
+    async fn get_credentials(
+        &self,
+        _request: Request<pb::ConnectorServiceGetCredentialsRequest>,
+    ) -> Result<Response<pb::ConnectorServiceGetCredentialsResponse>, Status> {
+        Err(not_implemented_yet("GetCredentials"))
+    }
+
+    async fn rotate_credential(
+        &self,
+        _request: Request<pb::ConnectorServiceRotateCredentialRequest>,
+    ) -> Result<Response<pb::ConnectorServiceRotateCredentialResponse>, Status> {
+        Err(not_implemented_yet("RotateCredential"))
+    }
+
+    async fn revoke_credential(
+        &self,
+        _request: Request<pb::ConnectorServiceRevokeCredentialRequest>,
+    ) -> Result<Response<pb::ConnectorServiceRevokeCredentialResponse>, Status> {
+        Err(not_implemented_yet("RevokeCredential"))
+    }
+
+    async fn force_sync(
+        &self,
+        _request: Request<pb::ConnectorServiceForceSyncRequest>,
+    ) -> Result<Response<pb::ConnectorServiceForceSyncResponse>, Status> {
+        Err(not_implemented_yet("ForceSync"))
+    }
+
+    async fn pause_sync(
+        &self,
+        _request: Request<pb::ConnectorServicePauseSyncRequest>,
+    ) -> Result<Response<pb::ConnectorServicePauseSyncResponse>, Status> {
+        Err(not_implemented_yet("PauseSync"))
+    }
+
+    async fn resume_sync(
+        &self,
+        _request: Request<pb::ConnectorServiceResumeSyncRequest>,
+    ) -> Result<Response<pb::ConnectorServiceResumeSyncResponse>, Status> {
+        Err(not_implemented_yet("ResumeSync"))
+    }
+
+    async fn update_connector_schedule(
+        &self,
+        _request: Request<pb::ConnectorServiceUpdateConnectorScheduleRequest>,
+    ) -> Result<Response<pb::ConnectorServiceUpdateConnectorScheduleResponse>, Status> {
+        Err(not_implemented_yet("UpdateConnectorSchedule"))
+    }
+
+    async fn confirm_sync_valid(
+        &self,
+        _request: Request<pb::ConnectorServiceConfirmSyncValidRequest>,
+    ) -> Result<Response<pb::ConnectorServiceConfirmSyncValidResponse>, Status> {
+        Err(not_implemented_yet("ConfirmSyncValid"))
+    }
+
+    async fn get_connector_sync_download_url(
+        &self,
+        _request: Request<pb::ConnectorServiceGetConnectorSyncDownloadUrlRequest>,
+    ) -> Result<Response<pb::ConnectorServiceGetConnectorSyncDownloadUrlResponse>, Status> {
+        Err(not_implemented_yet("GetConnectorSyncDownloadURL"))
+    }
+}
+
+fn record_connector_ids(connector: Option<&pb::Connector>) {
+    if let Some(connector) = connector {
+        let span = tracing::Span::current();
+        span.record("app_id", connector.app_id.as_str());
+        span.record("connector_id", connector.id.as_str());
+    }
+}
+
+fn list_query(request: &pb::ConnectorServiceListRequest) -> Result<ListQuery, Error> {
+    let mut violations = Violations::new();
+    violations.id("app_id", &request.app_id);
+    if request.page_size < 0 {
+        violations.add("page_size", format!("{} is negative; use 0 for the default of {DEFAULT_PAGE_SIZE}", request.page_size));
+    }
+    violations.into_result()?;
+
+    let page_size = match usize::try_from(request.page_size).unwrap_or(0) {
+        0 => DEFAULT_PAGE_SIZE,
+        size => size.min(MAX_PAGE_SIZE),
+    };
+    let after_id = if request.page_token.is_empty() {
+        None
+    } else {
+        let after_id = page_token::decode(&request.page_token, &request.app_id, request.show_deleted)
+            .map_err(|error| Error::invalid("page_token", error.to_string()))?;
+        Some(after_id)
+    };
+    Ok(ListQuery {
+        app_id: request.app_id.clone(),
+        after_id,
+        page_size,
+        include_deleted: request.show_deleted,
+    })
+}

@@ -1,0 +1,14 @@
+//! The gRPC edge: decodes and validates requests into domain values, calls the domain, and
+//! converts results and errors into protobuf messages and statuses. Only this layer knows
+//! the generated types and tonic.
+
+mod config;
+mod connector_service;
+mod convert;
+pub mod page_token;
+mod status;
+mod update_mask;
+pub mod validate;
+
+pub use connector_service::{ConnectorApi, ConnectorApiOptions};
+pub use status::to_status;

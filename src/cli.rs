@@ -1,0 +1,102 @@
+//! Command-line flags. Every flag can also be set through the environment variable named in
+//! its help text.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::server::ServeOptions;
+
+#[derive(Debug, Parser)]
+#[command(name = "connectord", version, about = "A self-hosted connector registry with a gRPC API.")]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Flags of `serve`, which runs when no subcommand is given.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gRPC server (the default).
+    Serve(ServeArgs),
+}
+
+impl Cli {
+    /// Returns the serve flags, whether or not `serve` was written out.
+    pub fn into_serve_args(self) -> ServeArgs {
+        match self.command {
+            Some(Command::Serve(args)) => args,
+            None => self.serve,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address and port to listen on.
+    #[arg(long, env = "CONNECTORD_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+
+    /// Directory of the embedded database; created if missing.
+    #[arg(long, env = "CONNECTORD_DATA_DIR", default_value = "./connectord-data")]
+    pub data_dir: PathBuf,
+
+    /// Encoded FileDescriptorSet (as written by `protoc --include_imports -o` or `buf build -o`)
+    /// whose messages become valid config types. Repeatable; comma-separated in the environment.
+    #[arg(long = "descriptor-set", env = "CONNECTORD_DESCRIPTOR_SETS", value_delimiter = ',')]
+    pub descriptor_sets: Vec<PathBuf>,
+
+    /// Largest accepted connector config, in bytes of its encoded payload.
+    #[arg(long, env = "CONNECTORD_MAX_CONFIG_BYTES", default_value_t = 64 * 1024)]
+    pub max_config_bytes: usize,
+
+    /// Log line format; filter with RUST_LOG (default: info).
+    #[arg(long, env = "CONNECTORD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Time that in-flight calls get to finish after SIGINT or SIGTERM, such as 10s or 1m.
+    #[arg(long, env = "CONNECTORD_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+}
+
+impl ServeArgs {
+    pub fn serve_options(&self) -> ServeOptions {
+        ServeOptions {
+            data_dir: self.data_dir.clone(),
+            descriptor_sets: self.descriptor_sets.clone(),
+            max_config_bytes: self.max_config_bytes,
+            shutdown_grace: self.shutdown_grace,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serve_is_the_default_subcommand() {
+        let cli = Cli::try_parse_from(["connectord", "--listen", "127.0.0.1:7000"]).unwrap();
+        assert_eq!(cli.into_serve_args().listen.port(), 7000);
+        let cli = Cli::try_parse_from(["connectord", "serve", "--shutdown-grace", "3s"]).unwrap();
+        assert_eq!(cli.into_serve_args().shutdown_grace, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn descriptor_set_flag_repeats() {
+        let cli = Cli::try_parse_from(["connectord", "--descriptor-set", "a.bin", "--descriptor-set", "b.bin"]).unwrap();
+        assert_eq!(cli.into_serve_args().descriptor_sets.len(), 2);
+    }
+}

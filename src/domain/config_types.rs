@@ -1,0 +1,179 @@
+//! Registry of the message types a connector config may have, and the check that a config
+//! payload decodes cleanly as its type.
+
+use std::collections::BTreeSet;
+
+use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, Value};
+
+use super::{Config, FieldViolation};
+
+/// Prefix of every type URL that the server stores and returns.
+pub const TYPE_URL_PREFIX: &str = "type.googleapis.com/";
+
+/// The free-form JSON config type, registered on every server.
+pub const STRUCT_TYPE: &str = "google.protobuf.Struct";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigTypeError {
+    #[error("descriptor set {source_name} is invalid: {reason}")]
+    InvalidDescriptorSet { source_name: String, reason: String },
+    #[error("message type {0} is missing from the built-in descriptor set")]
+    MissingBuiltinType(String),
+}
+
+/// Message types accepted as `Connector.config`.
+#[derive(Debug, Clone)]
+pub struct ConfigTypes {
+    pool: DescriptorPool,
+    registered: BTreeSet<String>,
+}
+
+impl ConfigTypes {
+    /// Creates a registry from the server's own encoded descriptor set, which must contain
+    /// `google/protobuf/struct.proto`. Only Struct is registered at first.
+    pub fn new(builtin_descriptor_set: &[u8]) -> Result<Self, ConfigTypeError> {
+        let pool = DescriptorPool::decode(builtin_descriptor_set).map_err(|error| {
+            ConfigTypeError::InvalidDescriptorSet {
+                source_name: "built-in".to_owned(),
+                reason: error.to_string(),
+            }
+        })?;
+        if pool.get_message_by_name(STRUCT_TYPE).is_none() {
+            return Err(ConfigTypeError::MissingBuiltinType(STRUCT_TYPE.to_owned()));
+        }
+        let registered = BTreeSet::from([STRUCT_TYPE.to_owned()]);
+        Ok(Self { pool, registered })
+    }
+
+    /// Registers every message defined in the files of an encoded `FileDescriptorSet` that
+    /// the pool did not already contain, and returns their full names.
+    pub fn register_descriptor_set(
+        &mut self,
+        source_name: &str,
+        encoded: &[u8],
+    ) -> Result<Vec<String>, ConfigTypeError> {
+        let known_files: BTreeSet<String> =
+            self.pool.files().map(|file| file.name().to_owned()).collect();
+        self.pool.decode_file_descriptor_set(encoded).map_err(|error| {
+            ConfigTypeError::InvalidDescriptorSet {
+                source_name: source_name.to_owned(),
+                reason: error.to_string(),
+            }
+        })?;
+
+        let mut added = Vec::new();
+        for file in self.pool.files().filter(|file| !known_files.contains(file.name())) {
+            for message in file.messages() {
+                collect_message_names(&message, &mut added);
+            }
+        }
+        self.registered.extend(added.iter().cloned());
+        Ok(added)
+    }
+
+    pub fn registered_type_names(&self) -> impl Iterator<Item = &str> {
+        self.registered.iter().map(String::as_str)
+    }
+
+    /// Checks a config against its registered type and returns it with the canonical
+    /// `type.googleapis.com/` prefix. The violation's field is relative to the config
+    /// (`type_url` or `value`); the caller prefixes the request's path to the config.
+    pub fn validate(
+        &self,
+        type_url: &str,
+        value: &[u8],
+        max_bytes: usize,
+    ) -> Result<Config, FieldViolation> {
+        if value.len() > max_bytes {
+            return Err(FieldViolation::new(
+                "value",
+                format!("config is {} bytes, more than the limit of {max_bytes} bytes", value.len()),
+            ));
+        }
+
+        let descriptor = self.resolve(type_url)?;
+        let message = DynamicMessage::decode(descriptor.clone(), value).map_err(|error| {
+            FieldViolation::new(
+                "value",
+                format!("payload does not decode as {}: {error}", descriptor.full_name()),
+            )
+        })?;
+        if let Some(path) = first_unknown_field(&message, descriptor.full_name()) {
+            return Err(FieldViolation::new(
+                "value",
+                format!(
+                    "payload has fields that {} does not define (first at {path}); \
+                     is the type URL right?",
+                    descriptor.full_name()
+                ),
+            ));
+        }
+
+        Ok(Config {
+            type_url: format!("{TYPE_URL_PREFIX}{}", descriptor.full_name()),
+            value: value.to_vec(),
+        })
+    }
+
+    /// Looks up the registered message named by a type URL.
+    fn resolve(&self, type_url: &str) -> Result<MessageDescriptor, FieldViolation> {
+        let shown = crate::domain::connector_text::shorten(type_url);
+        let Some((prefix, name)) = type_url.rsplit_once('/') else {
+            return Err(FieldViolation::new(
+                "type_url",
+                format!("{shown} is malformed: expected {TYPE_URL_PREFIX}<message name>"),
+            ));
+        };
+        if prefix.is_empty() || name.is_empty() {
+            return Err(FieldViolation::new(
+                "type_url",
+                format!("{shown} is malformed: expected {TYPE_URL_PREFIX}<message name>"),
+            ));
+        }
+        let registered = self.registered.contains(name);
+        match self.pool.get_message_by_name(name) {
+            Some(descriptor) if registered => Ok(descriptor),
+            _ => Err(FieldViolation::new(
+                "type_url",
+                format!(
+                    "type {} is not a registered config type; registered: {}",
+                    crate::domain::connector_text::shorten(name),
+                    self.registered.iter().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            )),
+        }
+    }
+}
+
+fn collect_message_names(message: &MessageDescriptor, names: &mut Vec<String>) {
+    if message.is_map_entry() {
+        return;
+    }
+    names.push(message.full_name().to_owned());
+    for nested in message.child_messages() {
+        collect_message_names(&nested, names);
+    }
+}
+
+/// Returns the path of the first unknown field in `message` or any message inside it.
+fn first_unknown_field(message: &DynamicMessage, path: &str) -> Option<String> {
+    if let Some(field) = message.unknown_fields().next() {
+        return Some(format!("{path} field number {}", field.number()));
+    }
+    for (field, value) in message.fields() {
+        let field_path = format!("{path}.{}", field.name());
+        if let Some(found) = first_unknown_in_value(value, &field_path) {
+            return Some(found);
+        }
+    }
+    None
+}
+
+fn first_unknown_in_value(value: &Value, path: &str) -> Option<String> {
+    match value {
+        Value::Message(message) => first_unknown_field(message, path),
+        Value::List(values) => values.iter().find_map(|value| first_unknown_in_value(value, path)),
+        Value::Map(entries) => entries.values().find_map(|value| first_unknown_in_value(value, path)),
+        _ => None,
+    }
+}

@@ -1,0 +1,222 @@
+//! Connector operations: create, read, list, update and soft delete over a [`Store`].
+
+use std::sync::Arc;
+
+use chrono::Utc;
+
+use super::{
+    Connector, ConnectorKey, ConnectorPatch, ConnectorStatus, Error, NewConnector, ids::IdGenerator,
+};
+use crate::store::{Inserted, Store, StoreError};
+
+/// How often an unconditional update is retried when another write to the same connector
+/// lands between its read and its write.
+const MAX_UPDATE_ATTEMPTS: usize = 16;
+
+/// One page of a list request.
+#[derive(Debug, Clone)]
+pub struct ListQuery {
+    pub app_id: String,
+    /// Resume after this id; `None` starts at the beginning.
+    pub after_id: Option<String>,
+    pub page_size: usize,
+    pub include_deleted: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct ConnectorPage {
+    pub connectors: Vec<Connector>,
+    /// Id to resume after, when more connectors may follow.
+    pub next_after_id: Option<String>,
+}
+
+/// Precondition of a write: the etag the client last read, if it sent one.
+pub type ExpectedEtag<'a> = Option<&'a str>;
+
+pub struct ConnectorRegistry {
+    store: Arc<dyn Store>,
+    ids: IdGenerator,
+}
+
+impl ConnectorRegistry {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self { store, ids: IdGenerator::new() }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Stores a new connector, or returns the one created earlier with the same request id.
+    pub async fn create(&self, new: NewConnector) -> Result<Connector, Error> {
+        let now = Utc::now();
+        let connector = Connector {
+            id: self.ids.next_id(),
+            app_id: new.app_id,
+            catalog_id: new.catalog_id,
+            display_name: new.display_name,
+            description: new.description,
+            user_ids: new.user_ids,
+            config: new.config,
+            status: ConnectorStatus::default(),
+            oauth_authorized_as: None,
+            download_url: String::new(),
+            created_at: now,
+            updated_at: now,
+            deleted_at: None,
+            sync_resource_type_ids: None,
+            profile_allow_list: Vec::new(),
+            profile_ignore_list: Vec::new(),
+            disable_check_bad_sync: false,
+            can_resume_sync: false,
+            sync_disabled: None,
+            revision: 1,
+        };
+
+        match self.store.insert_connector(&connector, new.request_id.as_deref()).await? {
+            Inserted::Created => Ok(connector),
+            Inserted::Replayed(existing) => {
+                tracing::info!(connector_id = %existing.id, "request id seen before; returning the connector it created");
+                Ok(existing)
+            }
+        }
+    }
+
+    /// Returns a connector, deleted or not.
+    pub async fn get(&self, key: &ConnectorKey) -> Result<Connector, Error> {
+        self.store
+            .get_connector(key)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("{key} not found")))
+    }
+
+    pub async fn list(&self, query: &ListQuery) -> Result<ConnectorPage, Error> {
+        // One extra row tells whether another page follows without a second query.
+        let mut connectors = self
+            .store
+            .list_connectors(
+                &query.app_id,
+                query.after_id.as_deref(),
+                query.page_size + 1,
+                query.include_deleted,
+            )
+            .await?;
+        let next_after_id = if connectors.len() > query.page_size {
+            connectors.truncate(query.page_size);
+            connectors.last().map(|last| last.id.clone())
+        } else {
+            None
+        };
+        Ok(ConnectorPage { connectors, next_after_id })
+    }
+
+    /// Applies a patch to a live connector.
+    pub async fn update(
+        &self,
+        key: &ConnectorKey,
+        patch: &ConnectorPatch,
+        expected_etag: ExpectedEtag<'_>,
+    ) -> Result<Connector, Error> {
+        self.modify(key, expected_etag, |connector| {
+            patch.apply_to(connector);
+            Ok(())
+        })
+        .await
+    }
+
+    /// Soft-deletes a connector: it stays readable with `get` but leaves lists and accepts
+    /// no more writes.
+    pub async fn delete(
+        &self,
+        key: &ConnectorKey,
+        expected_etag: ExpectedEtag<'_>,
+    ) -> Result<Connector, Error> {
+        let current = self.get(key).await?;
+        if current.is_deleted() {
+            return Err(Error::NotFound(format!("{key} not found: it was deleted")));
+        }
+        self.modify(key, expected_etag, |connector| {
+            connector.deleted_at = Some(Utc::now());
+            Ok(())
+        })
+        .await
+        .map_err(|error| match error {
+            // Lost a race against a concurrent delete.
+            Error::FailedPrecondition(_) => Error::NotFound(format!("{key} not found: it was deleted")),
+            other => other,
+        })
+    }
+
+    /// Reads a live connector, lets `change` edit it, and writes it back if nothing else
+    /// wrote in between. Without an etag a lost race is retried; with one it is `Aborted`,
+    /// because the client's view is stale.
+    pub async fn modify<F>(
+        &self,
+        key: &ConnectorKey,
+        expected_etag: ExpectedEtag<'_>,
+        change: F,
+    ) -> Result<Connector, Error>
+    where
+        F: Fn(&mut Connector) -> Result<(), Error>,
+    {
+        for _ in 0..MAX_UPDATE_ATTEMPTS {
+            let current = self.get(key).await?;
+            if current.is_deleted() {
+                return Err(Error::FailedPrecondition(format!(
+                    "{key} is deleted and cannot be changed"
+                )));
+            }
+            if let Some(expected) = expected_etag
+                && expected != current.etag()
+            {
+                return Err(stale_etag(key, expected, &current));
+            }
+
+            let mut updated = current.clone();
+            change(&mut updated)?;
+            updated.revision = current.revision + 1;
+            updated.updated_at = Utc::now();
+
+            match self.store.replace_connector(&updated, current.revision).await {
+                Ok(()) => return Ok(updated),
+                Err(StoreError::Conflict(_)) if expected_etag.is_none() => continue,
+                Err(StoreError::Conflict(_)) => {
+                    return Err(Error::Aborted(format!(
+                        "{key} was changed by another write; read it again and retry with the new etag"
+                    )));
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Err(Error::Aborted(format!(
+            "{key} is being changed by many writers at once; retry later"
+        )))
+    }
+}
+
+fn stale_etag(key: &ConnectorKey, expected: &str, current: &Connector) -> Error {
+    Error::Aborted(format!(
+        "etag {} does not match the current etag {} of {key}; read it again and retry",
+        super::connector_text::shorten(expected),
+        current.etag()
+    ))
+}
+
+impl From<StoreError> for Error {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::NotFound(key) => Error::NotFound(format!("{key} not found")),
+            StoreError::Conflict(key) => {
+                Error::Aborted(format!("{key} was changed by another write; retry"))
+            }
+            StoreError::NoSpace(detail) => Error::ResourceExhausted(format!(
+                "the server's disk is full, so the write was not saved ({detail})"
+            )),
+            StoreError::Closed => Error::Unavailable("the server is shutting down".to_owned()),
+            error @ StoreError::Flush(_) => Error::Unavailable(error.to_string()),
+            error @ (StoreError::Corrupt { .. } | StoreError::Backend(_)) => {
+                Error::Internal(error.to_string())
+            }
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! connectord: a self-hosted registry of connectors behind a gRPC API.
+//!
+//! Layers, from the wire inwards: [`api`] (tonic services, validation, statuses), [`domain`]
+//! (the connector model and its rules) and [`store`] (durable storage). [`server`] wires them
+//! into tonic services that a binary or another server mounts.
+
+pub mod api;
+pub mod cli;
+pub mod domain;
+pub mod limits;
+pub mod pb;
+pub mod server;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,257 @@
+//! Wiring: turns a store and options into tonic services, and runs them on a listener with
+//! graceful shutdown.
+
+use std::{future::Future, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::{server::NamedService, service::Routes};
+use tonic_health::{
+    ServingStatus,
+    server::{HealthReporter, HealthService},
+};
+
+use crate::{
+    api::{ConnectorApi, ConnectorApiOptions},
+    domain::{ConfigTypeError, ConfigTypes, ConnectorRegistry},
+    pb::{self, connector_service_server::ConnectorServiceServer},
+    store::{SledStore, SledStoreOptions, Store, sled_store::OpenError},
+};
+
+/// Largest gRPC message accepted or sent, in bytes.
+pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+/// Most concurrent HTTP/2 streams per connection.
+pub const MAX_CONCURRENT_STREAMS: u32 = 1024;
+/// How long a Create request id is remembered.
+pub const REQUEST_ID_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
+const REQUEST_ID_PURGE_INTERVAL: Duration = Duration::from_secs(60 * 60);
+
+/// Failure to build or run the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    #[error(transparent)]
+    ConfigTypes(#[from] ConfigTypeError),
+    #[error("cannot read descriptor set {path}: {source}")]
+    ReadDescriptorSet { path: PathBuf, source: std::io::Error },
+    #[error("cannot build the reflection service: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("cannot serve: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("final flush at shutdown failed: {0}")]
+    Close(#[from] crate::store::StoreError),
+}
+
+/// Settings of [`run`].
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub data_dir: PathBuf,
+    /// Encoded `FileDescriptorSet` files whose messages become valid config types.
+    pub descriptor_sets: Vec<PathBuf>,
+    pub max_config_bytes: usize,
+    /// How long in-flight calls may run after shutdown starts.
+    pub shutdown_grace: Duration,
+}
+
+impl ServeOptions {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            descriptor_sets: Vec::new(),
+            max_config_bytes: ConnectorApiOptions::default().max_config_bytes,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The tonic services of connectord, ready to be added to a tonic server or a gateway.
+pub struct Services {
+    pub connector: ConnectorServiceServer<ConnectorApi>,
+    pub health: tonic_health::pb::health_server::HealthServer<HealthService>,
+    pub health_reporter: HealthReporter,
+    /// Reflection v1 and v1alpha, which have no nameable types.
+    pub reflection: Routes,
+    pub registry: Arc<ConnectorRegistry>,
+}
+
+impl Services {
+    /// Combines every service into one set of routes for `Server::add_routes`.
+    pub fn into_routes(self) -> Routes {
+        let mut routes = self.reflection;
+        routes = routes.add_service(self.connector).add_service(self.health);
+        routes
+    }
+}
+
+/// Builds [`Services`] from a store and options.
+pub struct ServicesBuilder {
+    store: Arc<dyn Store>,
+    config_types: ConfigTypes,
+    operator_sets: Vec<Vec<u8>>,
+    api_options: ConnectorApiOptions,
+}
+
+impl ServicesBuilder {
+    pub fn new(store: Arc<dyn Store>) -> Result<Self, ServerError> {
+        Ok(Self {
+            store,
+            config_types: ConfigTypes::new(pb::FILE_DESCRIPTOR_SET)?,
+            operator_sets: Vec::new(),
+            api_options: ConnectorApiOptions::default(),
+        })
+    }
+
+    /// Registers the messages of an encoded `FileDescriptorSet` as config types and serves
+    /// its files through reflection. `source_name` names it in errors.
+    pub fn descriptor_set(mut self, source_name: &str, encoded: Vec<u8>) -> Result<Self, ServerError> {
+        let added = self.config_types.register_descriptor_set(source_name, &encoded)?;
+        tracing::info!(source = source_name, types = ?added, "config types registered");
+        self.operator_sets.push(encoded);
+        Ok(self)
+    }
+
+    pub fn max_config_bytes(mut self, bytes: usize) -> Self {
+        self.api_options.max_config_bytes = bytes;
+        self
+    }
+
+    pub fn build(self) -> Result<Services, ServerError> {
+        let registry = Arc::new(ConnectorRegistry::new(self.store));
+        let api = ConnectorApi::new(Arc::clone(&registry), Arc::new(self.config_types), self.api_options);
+        let connector = ConnectorServiceServer::new(api)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+
+        let health_reporter = HealthReporter::new();
+        let health = tonic_health::pb::health_server::HealthServer::new(
+            HealthService::from_health_reporter(health_reporter.clone()),
+        );
+
+        Ok(Services {
+            connector,
+            health,
+            health_reporter,
+            reflection: Routes::new(reflection_builder(&self.operator_sets).build_v1()?)
+                .add_service(reflection_builder(&self.operator_sets).build_v1alpha()?),
+            registry,
+        })
+    }
+}
+
+/// Reflection over our files, tonic-health's, and the operator's. Only mounted services are
+/// advertised, even if an operator's files define others.
+fn reflection_builder(operator_sets: &[Vec<u8>]) -> tonic_reflection::server::Builder<'_> {
+    let mut builder = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .with_service_name(pb::connector_service_server::SERVICE_NAME)
+        .with_service_name(<tonic_health::pb::health_server::HealthServer<HealthService> as NamedService>::NAME)
+        .with_service_name("grpc.reflection.v1.ServerReflection")
+        .with_service_name("grpc.reflection.v1alpha.ServerReflection");
+    for set in operator_sets {
+        builder = builder.register_encoded_file_descriptor_set(set);
+    }
+    builder
+}
+
+/// Opens the store in `options.data_dir` and serves every service on `listener` until
+/// `shutdown` completes. Then health turns NOT_SERVING, the listener closes, in-flight calls
+/// get `options.shutdown_grace` to finish, and the store makes its last writes durable.
+pub async fn run(
+    listener: TcpListener,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let store = Arc::new(SledStore::open(&SledStoreOptions::new(&options.data_dir))?);
+    tracing::info!(data_dir = %options.data_dir.display(), "store opened");
+
+    let mut builder = ServicesBuilder::new(store.clone())?.max_config_bytes(options.max_config_bytes);
+    for path in &options.descriptor_sets {
+        let encoded = std::fs::read(path)
+            .map_err(|source| ServerError::ReadDescriptorSet { path: path.clone(), source })?;
+        builder = builder.descriptor_set(&path.display().to_string(), encoded)?;
+    }
+    let services = builder.build()?;
+    let health = services.health_reporter.clone();
+    health.set_serving::<ConnectorServiceServer<ConnectorApi>>().await;
+
+    let purge_task = tokio::spawn(purge_request_ids(store.clone()));
+    let local_addr: Option<SocketAddr> = listener.local_addr().ok();
+    tracing::info!(local_addr = ?local_addr, "listening");
+
+    let (shutdown_started, shutdown_started_receiver) = tokio::sync::oneshot::channel();
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("shutdown started: health is NOT_SERVING and no new connections are accepted");
+        set_not_serving(&health).await;
+        let _ = shutdown_started.send(());
+    };
+    let serve = tonic::transport::Server::builder()
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .layer(crate::limits::ResourceExhaustedLayer)
+        .add_routes(services.into_routes())
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+
+    // tonic waits without limit for open calls and streams to end; the grace period bounds it.
+    let grace = options.shutdown_grace;
+    let deadline = async move {
+        if shutdown_started_receiver.await.is_ok() {
+            tokio::time::sleep(grace).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        result = serve => result?,
+        () = deadline => tracing::warn!(grace_seconds = grace.as_secs_f64(), "calls still running after the grace period were cancelled"),
+    }
+
+    purge_task.abort();
+    store.close().await?;
+    tracing::info!("stopped; every acknowledged write is on disk");
+    Ok(())
+}
+
+async fn set_not_serving(health: &HealthReporter) {
+    health.set_service_status("", ServingStatus::NotServing).await;
+    health.set_not_serving::<ConnectorServiceServer<ConnectorApi>>().await;
+}
+
+/// Forgets request ids older than [`REQUEST_ID_RETENTION`], once an hour.
+async fn purge_request_ids(store: Arc<dyn Store>) {
+    let mut interval = tokio::time::interval(REQUEST_ID_PURGE_INTERVAL);
+    loop {
+        interval.tick().await;
+        let cutoff = chrono::Utc::now() - REQUEST_ID_RETENTION;
+        match store.purge_request_ids(cutoff).await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "expired request ids purged"),
+            Err(error) => tracing::warn!(%error, "purging expired request ids failed; retrying in an hour"),
+        }
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(stream) => stream,
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM; only SIGINT stops the server");
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => tracing::info!("SIGINT received"),
+            _ = terminate.recv() => tracing::info!("SIGTERM received"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}

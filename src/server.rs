@@ -1,7 +1,7 @@
 //! Wiring: turns a store and options into tonic services, and runs them on a listener with
 //! graceful shutdown.
 
-use std::{future::Future, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+use std::{future::Future, path::PathBuf, sync::Arc, time::Duration};
 
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -177,8 +177,10 @@ pub async fn run(
     health.set_serving::<ConnectorServiceServer<ConnectorApi>>().await;
 
     let purge_task = tokio::spawn(purge_request_ids(store.clone()));
-    let local_addr: Option<SocketAddr> = listener.local_addr().ok();
-    tracing::info!(local_addr = ?local_addr, "listening");
+    match listener.local_addr() {
+        Ok(local_addr) => tracing::info!(%local_addr, "listening"),
+        Err(error) => tracing::warn!(%error, "listening on an address the OS does not report"),
+    }
 
     let (shutdown_started, shutdown_started_receiver) = tokio::sync::oneshot::channel();
     let signal = async move {

@@ -23,6 +23,9 @@ use crate::{
 pub const DEFAULT_PAGE_SIZE: usize = 25;
 /// Largest page size; larger requests are served this many.
 pub const MAX_PAGE_SIZE: usize = 100;
+/// Size above which a list page is cut short, in bytes. It keeps a page of 100 connectors
+/// with large configs under the 4 MiB message limit of the server and of common clients.
+pub const MAX_LIST_RESPONSE_BYTES: usize = 3 * 1024 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct ConnectorApiOptions {
@@ -207,16 +210,12 @@ impl ConnectorService for ConnectorApi {
 
         let page = self.registry.list(&query).await.map_err(to_status)?;
 
-        tracing::debug!(count = page.connectors.len(), "connectors listed");
-        let next_page_token = page
-            .next_after_id
+        let (list, next_after_id) = fit_page(page.connectors, page.next_after_id);
+        tracing::debug!(count = list.len(), "connectors listed");
+        let next_page_token = next_after_id
             .map(|after_id| page_token::encode(&query.app_id, query.include_deleted, &after_id))
             .unwrap_or_default();
-        Ok(Response::new(pb::ConnectorServiceListResponse {
-            list: page.connectors.into_iter().map(view).collect(),
-            next_page_token,
-            expanded: Vec::new(),
-        }))
+        Ok(Response::new(pb::ConnectorServiceListResponse { list, next_page_token, expanded: Vec::new() }))
     }
 
     #[tracing::instrument(name = "Update", skip_all, fields(app_id, connector_id))]
@@ -337,6 +336,27 @@ impl ConnectorService for ConnectorApi {
     ) -> Result<Response<pb::ConnectorServiceGetConnectorSyncDownloadUrlResponse>, Status> {
         Err(not_implemented_yet("GetConnectorSyncDownloadURL"))
     }
+}
+
+/// Converts a page into views, cutting it short where the response would pass
+/// [`MAX_LIST_RESPONSE_BYTES`]; the next page then starts after the last view sent.
+fn fit_page(
+    connectors: Vec<crate::domain::Connector>,
+    next_after_id: Option<String>,
+) -> (Vec<pb::ConnectorView>, Option<String>) {
+    let mut views: Vec<pb::ConnectorView> = Vec::with_capacity(connectors.len());
+    let mut total_bytes = 0;
+    for connector in connectors {
+        let last_sent = views.last().and_then(|view| view.connector.as_ref()).map(|sent| sent.id.clone());
+        let view = view(connector);
+        // Each list entry costs its length plus a tag and a length prefix.
+        total_bytes += prost::Message::encoded_len(&view) + 8;
+        if total_bytes > MAX_LIST_RESPONSE_BYTES && last_sent.is_some() {
+            return (views, last_sent);
+        }
+        views.push(view);
+    }
+    (views, next_after_id)
 }
 
 fn record_connector_ids(connector: Option<&pb::Connector>) {

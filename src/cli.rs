@@ -69,6 +69,14 @@ pub struct ServeArgs {
     /// Time that in-flight calls get to finish after SIGINT or SIGTERM, such as 10s or 1m.
     #[arg(long, env = "CONNECTORD_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
+
+    /// How long older credentials of a connector keep working after RotateCredential, such as 24h.
+    #[arg(long, env = "CONNECTORD_CREDENTIAL_ROTATION_GRACE", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub credential_rotation_grace: Duration,
+
+    /// How long a claimed sync stays with its worker without a heartbeat before it is queued again, such as 5m.
+    #[arg(long, env = "CONNECTORD_SYNC_LEASE", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub sync_lease: Duration,
 }
 
 impl ServeArgs {
@@ -78,6 +86,8 @@ impl ServeArgs {
             descriptor_sets: self.descriptor_sets.clone(),
             max_config_bytes: self.max_config_bytes,
             shutdown_grace: self.shutdown_grace,
+            credential_rotation_grace: self.credential_rotation_grace,
+            sync_lease: self.sync_lease,
         }
     }
 }

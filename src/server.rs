@@ -12,9 +12,15 @@ use tonic_health::{
 };
 
 use crate::{
-    api::{ConnectorApi, ConnectorApiOptions},
-    domain::{ConfigTypeError, ConfigTypes, ConnectorRegistry},
-    pb::{self, connector_service_server::ConnectorServiceServer},
+    api::{ConnectorApi, ConnectorApiOptions, SyncWorkerApi},
+    domain::{
+        ConfigTypeError, ConfigTypes, ConnectorRegistry, CredentialService, LifecycleOptions,
+        SyncLifecycle, lifecycle::run_timers,
+    },
+    pb::{
+        self, connector_service_server::ConnectorServiceServer,
+        connector_sync_service_server::ConnectorSyncServiceServer,
+    },
     store::{SledStore, SledStoreOptions, Store, sled_store::OpenError},
 };
 
@@ -22,6 +28,8 @@ use crate::{
 pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 /// Most concurrent HTTP/2 streams per connection.
 pub const MAX_CONCURRENT_STREAMS: u32 = 1024;
+/// How long older credentials keep working after a rotation, by default.
+pub const DEFAULT_CREDENTIAL_ROTATION_GRACE: Duration = Duration::from_secs(24 * 60 * 60);
 /// How long a Create request id is remembered.
 pub const REQUEST_ID_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
 const REQUEST_ID_PURGE_INTERVAL: Duration = Duration::from_secs(60 * 60);
@@ -52,6 +60,10 @@ pub struct ServeOptions {
     pub max_config_bytes: usize,
     /// How long in-flight calls may run after shutdown starts.
     pub shutdown_grace: Duration,
+    /// How long older credentials keep working after a rotation.
+    pub credential_rotation_grace: Duration,
+    /// How long a claimed sync stays with its worker without a heartbeat.
+    pub sync_lease: Duration,
 }
 
 impl ServeOptions {
@@ -61,6 +73,8 @@ impl ServeOptions {
             descriptor_sets: Vec::new(),
             max_config_bytes: ConnectorApiOptions::default().max_config_bytes,
             shutdown_grace: Duration::from_secs(10),
+            credential_rotation_grace: DEFAULT_CREDENTIAL_ROTATION_GRACE,
+            sync_lease: LifecycleOptions::default().sync_lease,
         }
     }
 }
@@ -68,18 +82,21 @@ impl ServeOptions {
 /// The tonic services of connectord, ready to be added to a tonic server or a gateway.
 pub struct Services {
     pub connector: ConnectorServiceServer<ConnectorApi>,
+    pub sync_worker: ConnectorSyncServiceServer<SyncWorkerApi>,
     pub health: tonic_health::pb::health_server::HealthServer<HealthService>,
     pub health_reporter: HealthReporter,
     /// Reflection v1 and v1alpha, which have no nameable types.
     pub reflection: Routes,
     pub registry: Arc<ConnectorRegistry>,
+    /// Runs lease expiry and scheduled syncs; spawn [`run_timers`] with it.
+    pub lifecycle: Arc<SyncLifecycle>,
 }
 
 impl Services {
     /// Combines every service into one set of routes for `Server::add_routes`.
     pub fn into_routes(self) -> Routes {
         let mut routes = self.reflection;
-        routes = routes.add_service(self.connector).add_service(self.health);
+        routes = routes.add_service(self.connector).add_service(self.sync_worker).add_service(self.health);
         routes
     }
 }
@@ -90,6 +107,8 @@ pub struct ServicesBuilder {
     config_types: ConfigTypes,
     operator_sets: Vec<Vec<u8>>,
     api_options: ConnectorApiOptions,
+    lifecycle_options: LifecycleOptions,
+    credential_rotation_grace: Duration,
 }
 
 impl ServicesBuilder {
@@ -99,6 +118,8 @@ impl ServicesBuilder {
             config_types: ConfigTypes::new(pb::FILE_DESCRIPTOR_SET)?,
             operator_sets: Vec::new(),
             api_options: ConnectorApiOptions::default(),
+            lifecycle_options: LifecycleOptions::default(),
+            credential_rotation_grace: DEFAULT_CREDENTIAL_ROTATION_GRACE,
         })
     }
 
@@ -116,10 +137,31 @@ impl ServicesBuilder {
         self
     }
 
+    pub fn credential_rotation_grace(mut self, grace: Duration) -> Self {
+        self.credential_rotation_grace = grace;
+        self
+    }
+
+    pub fn sync_lease(mut self, lease: Duration) -> Self {
+        self.lifecycle_options.sync_lease = lease;
+        self
+    }
+
     pub fn build(self) -> Result<Services, ServerError> {
-        let registry = Arc::new(ConnectorRegistry::new(self.store));
-        let api = ConnectorApi::new(Arc::clone(&registry), Arc::new(self.config_types), self.api_options);
+        let registry = Arc::new(ConnectorRegistry::new(Arc::clone(&self.store)));
+        let lifecycle = Arc::new(SyncLifecycle::new(Arc::clone(&self.store), self.lifecycle_options));
+        let credentials = CredentialService::new(Arc::clone(&self.store), self.credential_rotation_grace);
+        let api = ConnectorApi::new(
+            Arc::clone(&registry),
+            Arc::clone(&lifecycle),
+            Arc::clone(&credentials),
+            Arc::new(self.config_types),
+            self.api_options,
+        );
         let connector = ConnectorServiceServer::new(api)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let sync_worker = ConnectorSyncServiceServer::new(SyncWorkerApi::new(Arc::clone(&lifecycle), credentials))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
 
@@ -130,11 +172,13 @@ impl ServicesBuilder {
 
         Ok(Services {
             connector,
+            sync_worker,
             health,
             health_reporter,
             reflection: Routes::new(reflection_builder(&self.operator_sets).build_v1()?)
                 .add_service(reflection_builder(&self.operator_sets).build_v1alpha()?),
             registry,
+            lifecycle,
         })
     }
 }
@@ -146,6 +190,7 @@ fn reflection_builder(operator_sets: &[Vec<u8>]) -> tonic_reflection::server::Bu
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .with_service_name(pb::connector_service_server::SERVICE_NAME)
+        .with_service_name(pb::connector_sync_service_server::SERVICE_NAME)
         .with_service_name(<tonic_health::pb::health_server::HealthServer<HealthService> as NamedService>::NAME)
         .with_service_name("grpc.reflection.v1.ServerReflection")
         .with_service_name("grpc.reflection.v1alpha.ServerReflection");
@@ -166,7 +211,10 @@ pub async fn run(
     let store = Arc::new(SledStore::open(&SledStoreOptions::new(&options.data_dir))?);
     tracing::info!(data_dir = %options.data_dir.display(), "store opened");
 
-    let mut builder = ServicesBuilder::new(store.clone())?.max_config_bytes(options.max_config_bytes);
+    let mut builder = ServicesBuilder::new(store.clone())?
+        .max_config_bytes(options.max_config_bytes)
+        .credential_rotation_grace(options.credential_rotation_grace)
+        .sync_lease(options.sync_lease);
     for path in &options.descriptor_sets {
         let encoded = std::fs::read(path)
             .map_err(|source| ServerError::ReadDescriptorSet { path: path.clone(), source })?;
@@ -175,8 +223,10 @@ pub async fn run(
     let services = builder.build()?;
     let health = services.health_reporter.clone();
     health.set_serving::<ConnectorServiceServer<ConnectorApi>>().await;
+    health.set_serving::<ConnectorSyncServiceServer<SyncWorkerApi>>().await;
 
     let purge_task = tokio::spawn(purge_request_ids(store.clone()));
+    let timers_task = tokio::spawn(run_timers(Arc::clone(&services.lifecycle)));
     match listener.local_addr() {
         Ok(local_addr) => tracing::info!(%local_addr, "listening"),
         Err(error) => tracing::warn!(%error, "listening on an address the OS does not report"),
@@ -210,6 +260,7 @@ pub async fn run(
     }
 
     purge_task.abort();
+    timers_task.abort();
     store.close().await?;
     tracing::info!("stopped; every acknowledged write is on disk");
     Ok(())
@@ -218,6 +269,7 @@ pub async fn run(
 async fn set_not_serving(health: &HealthReporter) {
     health.set_service_status("", ServingStatus::NotServing).await;
     health.set_not_serving::<ConnectorServiceServer<ConnectorApi>>().await;
+    health.set_not_serving::<ConnectorSyncServiceServer<SyncWorkerApi>>().await;
 }
 
 /// Forgets request ids older than [`REQUEST_ID_RETENTION`], once an hour.

@@ -14,7 +14,8 @@ use super::{
 };
 use crate::{
     domain::{
-        ConfigTypes, ConnectorKey, ConnectorRegistry, Error, ListQuery, NewConnector,
+        ConfigTypes, ConnectorKey, ConnectorRegistry, CredentialService, Error, ListQuery,
+        NewConnector, SyncLifecycle,
     },
     pb::{self, connector_service_server::ConnectorService},
 };
@@ -42,13 +43,21 @@ impl Default for ConnectorApiOptions {
 /// Implementation of the generated `ConnectorService` trait.
 pub struct ConnectorApi {
     registry: Arc<ConnectorRegistry>,
+    pub(super) lifecycle: Arc<SyncLifecycle>,
+    pub(super) credentials: Arc<CredentialService>,
     config_types: Arc<ConfigTypes>,
     options: ConnectorApiOptions,
 }
 
 impl ConnectorApi {
-    pub fn new(registry: Arc<ConnectorRegistry>, config_types: Arc<ConfigTypes>, options: ConnectorApiOptions) -> Self {
-        Self { registry, config_types, options }
+    pub fn new(
+        registry: Arc<ConnectorRegistry>,
+        lifecycle: Arc<SyncLifecycle>,
+        credentials: Arc<CredentialService>,
+        config_types: Arc<ConfigTypes>,
+        options: ConnectorApiOptions,
+    ) -> Self {
+        Self { registry, lifecycle, credentials, config_types, options }
     }
 
     fn config_check(&self) -> ConfigCheck<'_> {
@@ -113,16 +122,12 @@ impl ConnectorApi {
     }
 }
 
-fn key(app_id: &str, id: &str, id_field: &str) -> Result<ConnectorKey, Error> {
+pub(super) fn key(app_id: &str, id: &str, id_field: &str) -> Result<ConnectorKey, Error> {
     let mut violations = Violations::new();
     violations.id("app_id", app_id);
     violations.id(id_field, id);
     violations.into_result()?;
     Ok(ConnectorKey::new(app_id, id))
-}
-
-fn not_implemented_yet(rpc: &str) -> Status {
-    Status::unimplemented(format!("{rpc} is not implemented yet"))
 }
 
 #[tonic::async_trait]
@@ -213,7 +218,7 @@ impl ConnectorService for ConnectorApi {
         let (list, next_after_id) = fit_page(page.connectors, page.next_after_id);
         tracing::debug!(count = list.len(), "connectors listed");
         let next_page_token = next_after_id
-            .map(|after_id| page_token::encode(&query.app_id, query.include_deleted, &after_id))
+            .map(|after_id| page_token::encode(&page_token::connector_scope(&query.app_id, query.include_deleted), &after_id))
             .unwrap_or_default();
         Ok(Response::new(pb::ConnectorServiceListResponse { list, next_page_token, expanded: Vec::new() }))
     }
@@ -276,65 +281,93 @@ impl ConnectorService for ConnectorApi {
 
     async fn get_credentials(
         &self,
-        _request: Request<pb::ConnectorServiceGetCredentialsRequest>,
+        request: Request<pb::ConnectorServiceGetCredentialsRequest>,
     ) -> Result<Response<pb::ConnectorServiceGetCredentialsResponse>, Status> {
-        Err(not_implemented_yet("GetCredentials"))
+        self.handle_get_credentials(request.into_inner()).await.map(Response::new).map_err(to_status)
     }
 
     async fn rotate_credential(
         &self,
-        _request: Request<pb::ConnectorServiceRotateCredentialRequest>,
+        request: Request<pb::ConnectorServiceRotateCredentialRequest>,
     ) -> Result<Response<pb::ConnectorServiceRotateCredentialResponse>, Status> {
-        Err(not_implemented_yet("RotateCredential"))
+        self.handle_rotate_credential(request.into_inner()).await.map(Response::new).map_err(to_status)
     }
 
     async fn revoke_credential(
         &self,
-        _request: Request<pb::ConnectorServiceRevokeCredentialRequest>,
+        request: Request<pb::ConnectorServiceRevokeCredentialRequest>,
     ) -> Result<Response<pb::ConnectorServiceRevokeCredentialResponse>, Status> {
-        Err(not_implemented_yet("RevokeCredential"))
+        self.handle_revoke_credential(request.into_inner()).await.map(Response::new).map_err(to_status)
+    }
+
+    async fn list_credentials(
+        &self,
+        request: Request<pb::ConnectorServiceListCredentialsRequest>,
+    ) -> Result<Response<pb::ConnectorServiceListCredentialsResponse>, Status> {
+        self.handle_list_credentials(request.into_inner()).await.map(Response::new).map_err(to_status)
     }
 
     async fn force_sync(
         &self,
-        _request: Request<pb::ConnectorServiceForceSyncRequest>,
+        request: Request<pb::ConnectorServiceForceSyncRequest>,
     ) -> Result<Response<pb::ConnectorServiceForceSyncResponse>, Status> {
-        Err(not_implemented_yet("ForceSync"))
+        self.handle_force_sync(request.into_inner()).await.map(Response::new).map_err(to_status)
     }
 
     async fn pause_sync(
         &self,
-        _request: Request<pb::ConnectorServicePauseSyncRequest>,
+        request: Request<pb::ConnectorServicePauseSyncRequest>,
     ) -> Result<Response<pb::ConnectorServicePauseSyncResponse>, Status> {
-        Err(not_implemented_yet("PauseSync"))
+        self.handle_pause_sync(request.into_inner()).await.map(Response::new).map_err(to_status)
     }
 
     async fn resume_sync(
         &self,
-        _request: Request<pb::ConnectorServiceResumeSyncRequest>,
+        request: Request<pb::ConnectorServiceResumeSyncRequest>,
     ) -> Result<Response<pb::ConnectorServiceResumeSyncResponse>, Status> {
-        Err(not_implemented_yet("ResumeSync"))
+        self.handle_resume_sync(request.into_inner()).await.map(Response::new).map_err(to_status)
     }
 
     async fn update_connector_schedule(
         &self,
-        _request: Request<pb::ConnectorServiceUpdateConnectorScheduleRequest>,
+        request: Request<pb::ConnectorServiceUpdateConnectorScheduleRequest>,
     ) -> Result<Response<pb::ConnectorServiceUpdateConnectorScheduleResponse>, Status> {
-        Err(not_implemented_yet("UpdateConnectorSchedule"))
+        self.handle_update_schedule(request.into_inner()).await.map(Response::new).map_err(to_status)
     }
 
     async fn confirm_sync_valid(
         &self,
-        _request: Request<pb::ConnectorServiceConfirmSyncValidRequest>,
+        request: Request<pb::ConnectorServiceConfirmSyncValidRequest>,
     ) -> Result<Response<pb::ConnectorServiceConfirmSyncValidResponse>, Status> {
-        Err(not_implemented_yet("ConfirmSyncValid"))
+        self.handle_confirm_sync_valid(request.into_inner()).await.map(Response::new).map_err(to_status)
     }
 
     async fn get_connector_sync_download_url(
         &self,
-        _request: Request<pb::ConnectorServiceGetConnectorSyncDownloadUrlRequest>,
+        request: Request<pb::ConnectorServiceGetConnectorSyncDownloadUrlRequest>,
     ) -> Result<Response<pb::ConnectorServiceGetConnectorSyncDownloadUrlResponse>, Status> {
-        Err(not_implemented_yet("GetConnectorSyncDownloadURL"))
+        self.handle_download_url(request.into_inner()).await.map(Response::new).map_err(to_status)
+    }
+
+    async fn get_sync(
+        &self,
+        request: Request<pb::ConnectorServiceGetSyncRequest>,
+    ) -> Result<Response<pb::ConnectorServiceGetSyncResponse>, Status> {
+        self.handle_get_sync(request.into_inner()).await.map(Response::new).map_err(to_status)
+    }
+
+    async fn list_syncs(
+        &self,
+        request: Request<pb::ConnectorServiceListSyncsRequest>,
+    ) -> Result<Response<pb::ConnectorServiceListSyncsResponse>, Status> {
+        self.handle_list_syncs(request.into_inner()).await.map(Response::new).map_err(to_status)
+    }
+
+    async fn cancel_sync(
+        &self,
+        request: Request<pb::ConnectorServiceCancelSyncRequest>,
+    ) -> Result<Response<pb::ConnectorServiceCancelSyncResponse>, Status> {
+        self.handle_cancel_sync(request.into_inner()).await.map(Response::new).map_err(to_status)
     }
 }
 
@@ -367,22 +400,28 @@ fn record_connector_ids(connector: Option<&pb::Connector>) {
     }
 }
 
+/// Converts a requested page size: 0 means the default, larger than the maximum is capped.
+pub(super) fn page_size(field: &str, requested: i32, violations: &mut Violations) -> usize {
+    if requested < 0 {
+        violations.add(field, format!("{requested} is negative; use 0 for the default of {DEFAULT_PAGE_SIZE}"));
+    }
+    match usize::try_from(requested).unwrap_or(0) {
+        0 => DEFAULT_PAGE_SIZE,
+        size => size.min(MAX_PAGE_SIZE),
+    }
+}
+
 fn list_query(request: &pb::ConnectorServiceListRequest) -> Result<ListQuery, Error> {
     let mut violations = Violations::new();
     violations.id("app_id", &request.app_id);
-    if request.page_size < 0 {
-        violations.add("page_size", format!("{} is negative; use 0 for the default of {DEFAULT_PAGE_SIZE}", request.page_size));
-    }
+    let page_size = page_size("page_size", request.page_size, &mut violations);
     violations.into_result()?;
 
-    let page_size = match usize::try_from(request.page_size).unwrap_or(0) {
-        0 => DEFAULT_PAGE_SIZE,
-        size => size.min(MAX_PAGE_SIZE),
-    };
     let after_id = if request.page_token.is_empty() {
         None
     } else {
-        let after_id = page_token::decode(&request.page_token, &request.app_id, request.show_deleted)
+        let scope = page_token::connector_scope(&request.app_id, request.show_deleted);
+        let after_id = page_token::decode(&request.page_token, &scope)
             .map_err(|error| Error::invalid("page_token", error.to_string()))?;
         Some(after_id)
     };

@@ -4,11 +4,14 @@
 
 mod config;
 mod connector_service;
+mod lifecycle_handlers;
 mod convert;
 pub mod page_token;
 mod status;
+mod sync_service;
 mod update_mask;
 pub mod validate;
 
 pub use connector_service::{ConnectorApi, ConnectorApiOptions};
 pub use status::to_status;
+pub use sync_service::SyncWorkerApi;

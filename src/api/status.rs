@@ -16,6 +16,8 @@ const MAX_MESSAGE_BYTES: usize = 512;
 pub fn to_status(error: Error) -> Status {
     match error {
         Error::InvalidArgument(violations) => invalid_argument(violations),
+        Error::Unauthenticated(message) => client_error(Code::Unauthenticated, message),
+        Error::PermissionDenied(message) => client_error(Code::PermissionDenied, message),
         Error::NotFound(message) => client_error(Code::NotFound, message),
         Error::FailedPrecondition(message) => client_error(Code::FailedPrecondition, message),
         Error::Aborted(message) => client_error(Code::Aborted, message),

@@ -88,6 +88,7 @@ pub struct Connector {
     pub disable_check_bad_sync: bool,
     pub can_resume_sync: bool,
     pub sync_disabled: Option<SyncDisabled>,
+    pub schedule: Option<super::Schedule>,
     /// Number of writes so far, starting at 1; the etag is derived from it.
     pub revision: u64,
 }
@@ -99,6 +100,10 @@ impl Connector {
 
     pub fn is_deleted(&self) -> bool {
         self.deleted_at.is_some()
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.can_resume_sync
     }
 
     /// Opaque version tag that changes on every write.

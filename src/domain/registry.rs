@@ -6,8 +6,9 @@ use chrono::Utc;
 
 use super::{
     Connector, ConnectorKey, ConnectorPatch, ConnectorStatus, Error, NewConnector, ids::IdGenerator,
+    lifecycle::cancelled,
 };
-use crate::store::{Inserted, Store, StoreError};
+use crate::store::{Batch, Inserted, Store, StoreError};
 
 /// How often an unconditional update is retried when another write to the same connector
 /// lands between its read and its write.
@@ -70,6 +71,7 @@ impl ConnectorRegistry {
             disable_check_bad_sync: false,
             can_resume_sync: false,
             sync_disabled: None,
+            schedule: None,
             revision: 1,
         };
 
@@ -125,26 +127,45 @@ impl ConnectorRegistry {
     }
 
     /// Soft-deletes a connector: it stays readable with `get` but leaves lists and accepts
-    /// no more writes.
+    /// no more writes. Its pending sync is cancelled in the same write.
     pub async fn delete(
         &self,
         key: &ConnectorKey,
         expected_etag: ExpectedEtag<'_>,
     ) -> Result<Connector, Error> {
-        let current = self.get(key).await?;
-        if current.is_deleted() {
-            return Err(Error::NotFound(format!("{key} not found: it was deleted")));
+        for _ in 0..MAX_UPDATE_ATTEMPTS {
+            let current = self.get(key).await?;
+            if current.is_deleted() {
+                return Err(Error::NotFound(format!("{key} not found: it was deleted")));
+            }
+            if let Some(expected) = expected_etag
+                && expected != current.etag()
+            {
+                return Err(stale_etag(key, expected, &current));
+            }
+
+            let now = Utc::now();
+            let mut deleted = current.clone();
+            deleted.deleted_at = Some(now);
+            deleted.updated_at = now;
+            deleted.revision = current.revision + 1;
+            let mut batch = Batch::replace_connector(deleted.clone(), current.revision);
+            if let Some(pending) = self.store.pending_sync(key).await? {
+                batch.syncs.push(cancelled(pending, "cancelled because the connector was deleted", now));
+            }
+
+            match self.store.apply(&batch).await {
+                Ok(()) => return Ok(deleted),
+                Err(StoreError::Conflict(_)) if expected_etag.is_none() => continue,
+                Err(StoreError::Conflict(_)) => {
+                    return Err(Error::Aborted(format!(
+                        "{key} was changed by another write; read it again and retry with the new etag"
+                    )));
+                }
+                Err(error) => return Err(error.into()),
+            }
         }
-        self.modify(key, expected_etag, |connector| {
-            connector.deleted_at = Some(Utc::now());
-            Ok(())
-        })
-        .await
-        .map_err(|error| match error {
-            // Lost a race against a concurrent delete.
-            Error::FailedPrecondition(_) => Error::NotFound(format!("{key} not found: it was deleted")),
-            other => other,
-        })
+        Err(Error::Aborted(format!("{key} is being changed by many writers at once; retry later")))
     }
 
     /// Reads a live connector, lets `change` edit it, and writes it back if nothing else
@@ -177,7 +198,7 @@ impl ConnectorRegistry {
             updated.revision = current.revision + 1;
             updated.updated_at = Utc::now();
 
-            match self.store.replace_connector(&updated, current.revision).await {
+            match self.store.apply(&Batch::replace_connector(updated.clone(), current.revision)).await {
                 Ok(()) => return Ok(updated),
                 Err(StoreError::Conflict(_)) if expected_etag.is_none() => continue,
                 Err(StoreError::Conflict(_)) => {
@@ -205,10 +226,8 @@ fn stale_etag(key: &ConnectorKey, expected: &str, current: &Connector) -> Error 
 impl From<StoreError> for Error {
     fn from(error: StoreError) -> Self {
         match error {
-            StoreError::NotFound(key) => Error::NotFound(format!("{key} not found")),
-            StoreError::Conflict(key) => {
-                Error::Aborted(format!("{key} was changed by another write; retry"))
-            }
+            StoreError::NotFound(what) => Error::NotFound(format!("{what} not found")),
+            StoreError::Conflict(what) => Error::Aborted(format!("{what}; retry")),
             StoreError::NoSpace(detail) => Error::ResourceExhausted(format!(
                 "the server's disk is full, so the write was not saved ({detail})"
             )),

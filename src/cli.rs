@@ -23,14 +23,60 @@ pub struct Cli {
 pub enum Command {
     /// Run the gRPC server (the default).
     Serve(ServeArgs),
+    /// Manage API tokens in a tokens file.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token, print it once, and append its hash to the tokens file.
+    Create {
+        /// Name that identifies the token in logs and in `token revoke`.
+        #[arg(long)]
+        name: String,
+        /// admin (everything), editor (everything but credentials) or viewer (reads).
+        #[arg(long)]
+        role: crate::auth::Role,
+        #[arg(long, env = "CONNECTORD_TOKENS_FILE", default_value = "./connectord-tokens.jsonl")]
+        tokens_file: PathBuf,
+    },
+    /// Remove a token from the tokens file; a running server drops it on SIGHUP.
+    Revoke {
+        #[arg(long)]
+        name: String,
+        #[arg(long, env = "CONNECTORD_TOKENS_FILE", default_value = "./connectord-tokens.jsonl")]
+        tokens_file: PathBuf,
+    },
+}
+
+impl TokenCommand {
+    /// Runs the command and returns what to print on standard output.
+    pub fn run(&self) -> Result<String, crate::auth::TokenError> {
+        match self {
+            TokenCommand::Create { name, role, tokens_file } => {
+                let token = crate::auth::TokenFile::new(tokens_file).create(name, *role)?;
+                Ok(format!("{token}\n"))
+            }
+            TokenCommand::Revoke { name, tokens_file } => {
+                crate::auth::TokenFile::new(tokens_file).revoke(name)?;
+                Ok(format!("token {name:?} removed from {}; send SIGHUP to running servers\n", tokens_file.display()))
+            }
+        }
+    }
 }
 
 impl Cli {
+    /// Returns the command to run; `serve` when none was given.
+    pub fn into_command(self) -> Command {
+        self.command.unwrap_or(Command::Serve(self.serve))
+    }
+
     /// Returns the serve flags, whether or not `serve` was written out.
     pub fn into_serve_args(self) -> ServeArgs {
-        match self.command {
-            Some(Command::Serve(args)) => args,
-            None => self.serve,
+        match self.into_command() {
+            Command::Serve(args) => args,
+            Command::Token(_) => panic!("into_serve_args called for a token command"),
         }
     }
 }
@@ -77,6 +123,20 @@ pub struct ServeArgs {
     /// How long a claimed sync stays with its worker without a heartbeat before it is queued again, such as 5m.
     #[arg(long, env = "CONNECTORD_SYNC_LEASE", default_value = "5m", value_parser = humantime::parse_duration)]
     pub sync_lease: Duration,
+
+    /// API tokens file (one JSON object per line, written by `connectord token create`);
+    /// reloaded on SIGHUP. Without it, only a loopback address may be used.
+    #[arg(long, env = "CONNECTORD_TOKENS_FILE")]
+    pub tokens_file: Option<PathBuf>,
+
+    /// Serve without authentication on a non-loopback address. Anyone who reaches the port
+    /// can read and change every connector.
+    #[arg(long, env = "CONNECTORD_INSECURE_NO_AUTH")]
+    pub insecure_no_auth: bool,
+
+    /// Require an API token (any role) for server reflection.
+    #[arg(long, env = "CONNECTORD_REFLECTION_REQUIRES_AUTH")]
+    pub reflection_requires_auth: bool,
 }
 
 impl ServeArgs {
@@ -88,6 +148,9 @@ impl ServeArgs {
             shutdown_grace: self.shutdown_grace,
             credential_rotation_grace: self.credential_rotation_grace,
             sync_lease: self.sync_lease,
+            tokens_file: self.tokens_file.clone(),
+            insecure_no_auth: self.insecure_no_auth,
+            reflection_requires_auth: self.reflection_requires_auth,
         }
     }
 }
@@ -102,6 +165,14 @@ mod tests {
         assert_eq!(cli.into_serve_args().listen.port(), 7000);
         let cli = Cli::try_parse_from(["connectord", "serve", "--shutdown-grace", "3s"]).unwrap();
         assert_eq!(cli.into_serve_args().shutdown_grace, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn token_create_parses_role() {
+        let cli = Cli::try_parse_from(["connectord", "token", "create", "--name", "ci", "--role", "viewer"]).unwrap();
+        let Command::Token(TokenCommand::Create { role, .. }) = cli.into_command() else { panic!() };
+        assert_eq!(role, crate::auth::Role::Viewer);
+        assert!(Cli::try_parse_from(["connectord", "token", "create", "--name", "ci", "--role", "boss"]).is_err());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! into tonic services that a binary or another server mounts.
 
 pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod domain;
 pub mod limits;

@@ -1,7 +1,7 @@
 //! Wiring: turns a store and options into tonic services, and runs them on a listener with
 //! graceful shutdown.
 
-use std::{future::Future, path::PathBuf, sync::Arc, time::Duration};
+use std::{future::Future, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -13,6 +13,7 @@ use tonic_health::{
 
 use crate::{
     api::{ConnectorApi, ConnectorApiOptions, SyncWorkerApi},
+    auth::{AuthLayer, AuthPolicy, TokenFile, Tokens},
     domain::{
         ConfigTypeError, ConfigTypes, ConnectorRegistry, CredentialService, LifecycleOptions,
         SyncLifecycle, lifecycle::run_timers,
@@ -47,6 +48,16 @@ pub enum ServerError {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("cannot serve: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error(transparent)]
+    Tokens(#[from] crate::auth::TokenError),
+    #[error("cannot read the listener's address: {0}")]
+    LocalAddr(std::io::Error),
+    #[error(
+        "refusing to serve without authentication on {0}, which is not a loopback address: \
+         set --tokens-file (create tokens with `connectord token create`), or pass \
+         --insecure-no-auth to accept the risk"
+    )]
+    Unprotected(std::net::SocketAddr),
     #[error("final flush at shutdown failed: {0}")]
     Close(#[from] crate::store::StoreError),
 }
@@ -64,6 +75,11 @@ pub struct ServeOptions {
     pub credential_rotation_grace: Duration,
     /// How long a claimed sync stays with its worker without a heartbeat.
     pub sync_lease: Duration,
+    /// API tokens; `None` serves without authentication, which only a loopback listener
+    /// or `insecure_no_auth` allows.
+    pub tokens_file: Option<PathBuf>,
+    pub insecure_no_auth: bool,
+    pub reflection_requires_auth: bool,
 }
 
 impl ServeOptions {
@@ -75,6 +91,9 @@ impl ServeOptions {
             shutdown_grace: Duration::from_secs(10),
             credential_rotation_grace: DEFAULT_CREDENTIAL_ROTATION_GRACE,
             sync_lease: LifecycleOptions::default().sync_lease,
+            tokens_file: None,
+            insecure_no_auth: false,
+            reflection_requires_auth: false,
         }
     }
 }
@@ -208,6 +227,7 @@ pub async fn run(
     options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    let auth = auth_policy(&listener, &options)?;
     let store = Arc::new(SledStore::open(&SledStoreOptions::new(&options.data_dir))?);
     tracing::info!(data_dir = %options.data_dir.display(), "store opened");
 
@@ -227,6 +247,7 @@ pub async fn run(
 
     let purge_task = tokio::spawn(purge_request_ids(store.clone()));
     let timers_task = tokio::spawn(run_timers(Arc::clone(&services.lifecycle)));
+    let reload_task = tokio::spawn(reload_tokens_on_hangup(options.tokens_file.clone(), auth.tokens.clone()));
     match listener.local_addr() {
         Ok(local_addr) => tracing::info!(%local_addr, "listening"),
         Err(error) => tracing::warn!(%error, "listening on an address the OS does not report"),
@@ -242,6 +263,7 @@ pub async fn run(
     let serve = tonic::transport::Server::builder()
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
         .layer(crate::limits::ResourceExhaustedLayer)
+        .layer(AuthLayer::new(auth))
         .add_routes(services.into_routes())
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
 
@@ -261,9 +283,67 @@ pub async fn run(
 
     purge_task.abort();
     timers_task.abort();
+    reload_task.abort();
     store.close().await?;
     tracing::info!("stopped; every acknowledged write is on disk");
     Ok(())
+}
+
+/// Fails when the options would serve without authentication on a non-loopback address.
+/// Call it before binding, so that a refused configuration never opens the port.
+pub fn check_exposure(listen: SocketAddr, options: &ServeOptions) -> Result<(), ServerError> {
+    if options.tokens_file.is_none() && !listen.ip().is_loopback() && !options.insecure_no_auth {
+        return Err(ServerError::Unprotected(listen));
+    }
+    Ok(())
+}
+
+/// Loads the tokens, or checks that running without them is allowed on this listener.
+fn auth_policy(listener: &TcpListener, options: &ServeOptions) -> Result<AuthPolicy, ServerError> {
+    let Some(path) = &options.tokens_file else {
+        let local_addr = listener.local_addr().map_err(ServerError::LocalAddr)?;
+        check_exposure(local_addr, options)?;
+        tracing::warn!(%local_addr, "serving WITHOUT authentication: every caller is an admin; set --tokens-file to require API tokens");
+        return Ok(AuthPolicy::disabled());
+    };
+    let entries = TokenFile::new(path).load()?;
+    if entries.is_empty() {
+        tracing::warn!(tokens_file = %path.display(), "the tokens file has no tokens, so every call that needs one is rejected; create one with `connectord token create`");
+    }
+    tracing::info!(tokens_file = %path.display(), tokens = entries.len(), "API tokens loaded");
+    Ok(AuthPolicy {
+        tokens: Some(Arc::new(Tokens::new(&entries))),
+        reflection_requires_auth: options.reflection_requires_auth,
+    })
+}
+
+/// Re-reads the tokens file on every SIGHUP. A file that cannot be read or parsed leaves
+/// the current tokens in place.
+async fn reload_tokens_on_hangup(path: Option<PathBuf>, tokens: Option<Arc<Tokens>>) {
+    let (Some(path), Some(tokens)) = (path, tokens) else { return };
+    #[cfg(unix)]
+    {
+        let mut hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(stream) => stream,
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGHUP; tokens reload only on restart");
+                return;
+            }
+        };
+        while hangups.recv().await.is_some() {
+            match TokenFile::new(&path).load() {
+                Ok(entries) => {
+                    tokens.replace(&entries);
+                    tracing::info!(tokens_file = %path.display(), tokens = entries.len(), "API tokens reloaded");
+                }
+                Err(error) => tracing::error!(%error, "reloading API tokens failed; the previous tokens stay in force"),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (path, tokens);
+    }
 }
 
 async fn set_not_serving(health: &HealthReporter) {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::{
+    audit::Audit,
     config::ConfigCheck,
     convert::view,
     page_token,
@@ -97,15 +98,84 @@ impl ConnectorApi {
         })
     }
 
+    async fn handle_create(
+        &self,
+        request: pb::ConnectorServiceCreateRequest,
+        audit: &mut Audit,
+    ) -> Result<pb::ConnectorServiceCreateResponse, Error> {
+        audit.target(&request.app_id, "");
+        let new = self.new_connector(
+            &request.app_id,
+            &request.catalog_id,
+            &request.display_name,
+            &request.description,
+            &request.user_ids,
+            request.config.as_ref(),
+            &request.request_id,
+        )?;
+        audit.changed(new.set_fields());
+
+        let connector = self.registry.create(new).await?;
+
+        audit.target(&connector.app_id, &connector.id);
+        tracing::Span::current().record("connector_id", connector.id.as_str());
+        tracing::info!("connector created");
+        Ok(pb::ConnectorServiceCreateResponse { connector_view: Some(view(connector)), expanded: Vec::new() })
+    }
+
+    async fn handle_create_delegated(
+        &self,
+        request: pb::ConnectorServiceCreateDelegatedRequest,
+        audit: &mut Audit,
+    ) -> Result<pb::ConnectorServiceCreateDelegatedResponse, Error> {
+        audit.target(&request.app_id, "");
+        let new = self.new_connector(
+            &request.app_id,
+            &request.catalog_id,
+            &request.display_name,
+            &request.description,
+            &request.user_ids,
+            None,
+            &request.request_id,
+        )?;
+        audit.changed(new.set_fields());
+
+        let connector = self.registry.create(new).await?;
+
+        audit.target(&connector.app_id, &connector.id);
+        tracing::Span::current().record("connector_id", connector.id.as_str());
+        tracing::info!("delegated connector created");
+        Ok(pb::ConnectorServiceCreateDelegatedResponse { connector_view: Some(view(connector)), expanded: Vec::new() })
+    }
+
+    async fn handle_delete(
+        &self,
+        request: pb::ConnectorServiceDeleteRequest,
+    ) -> Result<pb::ConnectorServiceDeleteResponse, Error> {
+        let key = key(&request.app_id, &request.id, "id")?;
+        let mut violations = Violations::new();
+        violations.etag("etag", &request.etag);
+        violations.into_result()?;
+        let expected_etag = (!request.etag.is_empty()).then_some(request.etag.as_str());
+
+        self.registry.delete(&key, expected_etag).await?;
+
+        tracing::info!("connector deleted");
+        Ok(pb::ConnectorServiceDeleteResponse {})
+    }
+
     async fn update_with_scope(
         &self,
         connector: Option<&pb::Connector>,
         update_mask: Option<&prost_types::FieldMask>,
         scope: UpdateScope,
+        audit: &mut Audit,
     ) -> Result<pb::ConnectorView, Error> {
         let Some(connector) = connector else {
             return Err(Error::invalid("connector", "is required: it names the connector to update"));
         };
+        record_connector_ids(connector);
+        audit.target(&connector.app_id, &connector.id);
         let mut violations = Violations::new();
         violations.id("connector.app_id", &connector.app_id);
         violations.id("connector.id", &connector.id);
@@ -113,6 +183,7 @@ impl ConnectorApi {
         violations.into_result()?;
         let key = ConnectorKey::new(&connector.app_id, &connector.id);
         let patch = build_patch(connector, update_mask, scope, &self.config_check())?;
+        audit.changed(patch.changed_fields());
         let expected_etag = (!connector.etag.is_empty()).then_some(connector.etag.as_str());
 
         let updated = self.registry.update(&key, &patch, expected_etag).await?;
@@ -137,27 +208,11 @@ impl ConnectorService for ConnectorApi {
         &self,
         request: Request<pb::ConnectorServiceCreateRequest>,
     ) -> Result<Response<pb::ConnectorServiceCreateResponse>, Status> {
+        let mut audit = Audit::start("Create", &request);
         let request = request.into_inner();
-        let new = self
-            .new_connector(
-                &request.app_id,
-                &request.catalog_id,
-                &request.display_name,
-                &request.description,
-                &request.user_ids,
-                request.config.as_ref(),
-                &request.request_id,
-            )
-            .map_err(to_status)?;
-
-        let connector = self.registry.create(new).await.map_err(to_status)?;
-
-        tracing::Span::current().record("connector_id", connector.id.as_str());
-        tracing::info!("connector created");
-        Ok(Response::new(pb::ConnectorServiceCreateResponse {
-            connector_view: Some(view(connector)),
-            expanded: Vec::new(),
-        }))
+        let result = self.handle_create(request, &mut audit).await;
+        audit.finish(&result);
+        result.map(Response::new).map_err(to_status)
     }
 
     #[tracing::instrument(name = "CreateDelegated", skip_all, fields(app_id = %request.get_ref().app_id, connector_id))]
@@ -165,27 +220,11 @@ impl ConnectorService for ConnectorApi {
         &self,
         request: Request<pb::ConnectorServiceCreateDelegatedRequest>,
     ) -> Result<Response<pb::ConnectorServiceCreateDelegatedResponse>, Status> {
+        let mut audit = Audit::start("CreateDelegated", &request);
         let request = request.into_inner();
-        let new = self
-            .new_connector(
-                &request.app_id,
-                &request.catalog_id,
-                &request.display_name,
-                &request.description,
-                &request.user_ids,
-                None,
-                &request.request_id,
-            )
-            .map_err(to_status)?;
-
-        let connector = self.registry.create(new).await.map_err(to_status)?;
-
-        tracing::Span::current().record("connector_id", connector.id.as_str());
-        tracing::info!("delegated connector created");
-        Ok(Response::new(pb::ConnectorServiceCreateDelegatedResponse {
-            connector_view: Some(view(connector)),
-            expanded: Vec::new(),
-        }))
+        let result = self.handle_create_delegated(request, &mut audit).await;
+        audit.finish(&result);
+        result.map(Response::new).map_err(to_status)
     }
 
     #[tracing::instrument(name = "Get", skip_all, fields(app_id = %request.get_ref().app_id, connector_id = %request.get_ref().id))]
@@ -228,18 +267,14 @@ impl ConnectorService for ConnectorApi {
         &self,
         request: Request<pb::ConnectorServiceUpdateRequest>,
     ) -> Result<Response<pb::ConnectorServiceUpdateResponse>, Status> {
+        let mut audit = Audit::start("Update", &request);
         let request = request.into_inner();
-        record_connector_ids(request.connector.as_ref());
-
-        let connector_view = self
-            .update_with_scope(request.connector.as_ref(), request.update_mask.as_ref(), UpdateScope::Full)
+        let result = self
+            .update_with_scope(request.connector.as_ref(), request.update_mask.as_ref(), UpdateScope::Full, &mut audit)
             .await
-            .map_err(to_status)?;
-
-        Ok(Response::new(pb::ConnectorServiceUpdateResponse {
-            connector_view: Some(connector_view),
-            expanded: Vec::new(),
-        }))
+            .map(|view| pb::ConnectorServiceUpdateResponse { connector_view: Some(view), expanded: Vec::new() });
+        audit.finish(&result);
+        result.map(Response::new).map_err(to_status)
     }
 
     #[tracing::instrument(name = "UpdateDelegated", skip_all, fields(app_id, connector_id))]
@@ -247,18 +282,14 @@ impl ConnectorService for ConnectorApi {
         &self,
         request: Request<pb::ConnectorServiceUpdateDelegatedRequest>,
     ) -> Result<Response<pb::ConnectorServiceUpdateDelegatedResponse>, Status> {
+        let mut audit = Audit::start("UpdateDelegated", &request);
         let request = request.into_inner();
-        record_connector_ids(request.connector.as_ref());
-
-        let connector_view = self
-            .update_with_scope(request.connector.as_ref(), request.update_mask.as_ref(), UpdateScope::Delegated)
+        let result = self
+            .update_with_scope(request.connector.as_ref(), request.update_mask.as_ref(), UpdateScope::Delegated, &mut audit)
             .await
-            .map_err(to_status)?;
-
-        Ok(Response::new(pb::ConnectorServiceUpdateDelegatedResponse {
-            connector_view: Some(connector_view),
-            expanded: Vec::new(),
-        }))
+            .map(|view| pb::ConnectorServiceUpdateDelegatedResponse { connector_view: Some(view), expanded: Vec::new() });
+        audit.finish(&result);
+        result.map(Response::new).map_err(to_status)
     }
 
     #[tracing::instrument(name = "Delete", skip_all, fields(app_id = %request.get_ref().app_id, connector_id = %request.get_ref().id))]
@@ -266,17 +297,13 @@ impl ConnectorService for ConnectorApi {
         &self,
         request: Request<pb::ConnectorServiceDeleteRequest>,
     ) -> Result<Response<pb::ConnectorServiceDeleteResponse>, Status> {
+        let mut audit = Audit::start("Delete", &request);
         let request = request.into_inner();
-        let key = key(&request.app_id, &request.id, "id").map_err(to_status)?;
-        let mut violations = Violations::new();
-        violations.etag("etag", &request.etag);
-        violations.into_result().map_err(to_status)?;
-        let expected_etag = (!request.etag.is_empty()).then_some(request.etag.as_str());
-
-        self.registry.delete(&key, expected_etag).await.map_err(to_status)?;
-
-        tracing::info!("connector deleted");
-        Ok(Response::new(pb::ConnectorServiceDeleteResponse {}))
+        audit.target(&request.app_id, &request.id);
+        audit.changed(["deleted_at"]);
+        let result = self.handle_delete(request).await;
+        audit.finish(&result);
+        result.map(Response::new).map_err(to_status)
     }
 
     async fn get_credentials(
@@ -290,14 +317,24 @@ impl ConnectorService for ConnectorApi {
         &self,
         request: Request<pb::ConnectorServiceRotateCredentialRequest>,
     ) -> Result<Response<pb::ConnectorServiceRotateCredentialResponse>, Status> {
-        self.handle_rotate_credential(request.into_inner()).await.map(Response::new).map_err(to_status)
+        let mut audit = Audit::start("RotateCredential", &request);
+        audit.target(&request.get_ref().app_id, &request.get_ref().connector_id);
+        audit.changed(["credentials"]);
+        let result = self.handle_rotate_credential(request.into_inner()).await;
+        audit.finish(&result);
+        result.map(Response::new).map_err(to_status)
     }
 
     async fn revoke_credential(
         &self,
         request: Request<pb::ConnectorServiceRevokeCredentialRequest>,
     ) -> Result<Response<pb::ConnectorServiceRevokeCredentialResponse>, Status> {
-        self.handle_revoke_credential(request.into_inner()).await.map(Response::new).map_err(to_status)
+        let mut audit = Audit::start("RevokeCredential", &request);
+        audit.target(&request.get_ref().app_id, &request.get_ref().connector_id);
+        audit.changed(["credentials.deleted_at"]);
+        let result = self.handle_revoke_credential(request.into_inner()).await;
+        audit.finish(&result);
+        result.map(Response::new).map_err(to_status)
     }
 
     async fn list_credentials(
@@ -311,35 +348,60 @@ impl ConnectorService for ConnectorApi {
         &self,
         request: Request<pb::ConnectorServiceForceSyncRequest>,
     ) -> Result<Response<pb::ConnectorServiceForceSyncResponse>, Status> {
-        self.handle_force_sync(request.into_inner()).await.map(Response::new).map_err(to_status)
+        let mut audit = Audit::start("ForceSync", &request);
+        audit.target(&request.get_ref().app_id, &request.get_ref().connector_id);
+        audit.changed(["syncs"]);
+        let result = self.handle_force_sync(request.into_inner()).await;
+        audit.finish(&result);
+        result.map(Response::new).map_err(to_status)
     }
 
     async fn pause_sync(
         &self,
         request: Request<pb::ConnectorServicePauseSyncRequest>,
     ) -> Result<Response<pb::ConnectorServicePauseSyncResponse>, Status> {
-        self.handle_pause_sync(request.into_inner()).await.map(Response::new).map_err(to_status)
+        let mut audit = Audit::start("PauseSync", &request);
+        audit.target(&request.get_ref().app_id, &request.get_ref().connector_id);
+        audit.changed(["status", "can_resume_sync", "sync_disabled_at", "sync_disabled_category", "sync_disabled_reason"]);
+        let result = self.handle_pause_sync(request.into_inner()).await;
+        audit.finish(&result);
+        result.map(Response::new).map_err(to_status)
     }
 
     async fn resume_sync(
         &self,
         request: Request<pb::ConnectorServiceResumeSyncRequest>,
     ) -> Result<Response<pb::ConnectorServiceResumeSyncResponse>, Status> {
-        self.handle_resume_sync(request.into_inner()).await.map(Response::new).map_err(to_status)
+        let mut audit = Audit::start("ResumeSync", &request);
+        audit.target(&request.get_ref().app_id, &request.get_ref().connector_id);
+        audit.changed(["status", "can_resume_sync", "sync_disabled_at", "sync_disabled_category", "sync_disabled_reason", "syncs"]);
+        let result = self.handle_resume_sync(request.into_inner()).await;
+        audit.finish(&result);
+        result.map(Response::new).map_err(to_status)
     }
 
     async fn update_connector_schedule(
         &self,
         request: Request<pb::ConnectorServiceUpdateConnectorScheduleRequest>,
     ) -> Result<Response<pb::ConnectorServiceUpdateConnectorScheduleResponse>, Status> {
-        self.handle_update_schedule(request.into_inner()).await.map(Response::new).map_err(to_status)
+        let mut audit = Audit::start("UpdateConnectorSchedule", &request);
+        audit.target(&request.get_ref().app_id, &request.get_ref().connector_id);
+        audit.changed(["schedule"]);
+        let result = self.handle_update_schedule(request.into_inner()).await;
+        audit.finish(&result);
+        result.map(Response::new).map_err(to_status)
     }
 
     async fn confirm_sync_valid(
         &self,
         request: Request<pb::ConnectorServiceConfirmSyncValidRequest>,
     ) -> Result<Response<pb::ConnectorServiceConfirmSyncValidResponse>, Status> {
-        self.handle_confirm_sync_valid(request.into_inner()).await.map(Response::new).map_err(to_status)
+        let mut audit = Audit::start("ConfirmSyncValid", &request);
+        audit.target(&request.get_ref().app_id, &request.get_ref().connector_id);
+        audit.changed(["syncs"]);
+        let result = self.handle_confirm_sync_valid(request.into_inner()).await;
+        audit.finish(&result);
+        result.map(Response::new).map_err(to_status)
     }
 
     async fn get_connector_sync_download_url(
@@ -367,7 +429,12 @@ impl ConnectorService for ConnectorApi {
         &self,
         request: Request<pb::ConnectorServiceCancelSyncRequest>,
     ) -> Result<Response<pb::ConnectorServiceCancelSyncResponse>, Status> {
-        self.handle_cancel_sync(request.into_inner()).await.map(Response::new).map_err(to_status)
+        let mut audit = Audit::start("CancelSync", &request);
+        audit.target(&request.get_ref().app_id, &request.get_ref().connector_id);
+        audit.changed(["syncs"]);
+        let result = self.handle_cancel_sync(request.into_inner()).await;
+        audit.finish(&result);
+        result.map(Response::new).map_err(to_status)
     }
 }
 
@@ -392,12 +459,10 @@ fn fit_page(
     (views, next_after_id)
 }
 
-fn record_connector_ids(connector: Option<&pb::Connector>) {
-    if let Some(connector) = connector {
-        let span = tracing::Span::current();
-        span.record("app_id", connector.app_id.as_str());
-        span.record("connector_id", connector.id.as_str());
-    }
+fn record_connector_ids(connector: &pb::Connector) {
+    let span = tracing::Span::current();
+    span.record("app_id", connector.app_id.as_str());
+    span.record("connector_id", connector.id.as_str());
 }
 
 /// Converts a requested page size: 0 means the default, larger than the maximum is capped.

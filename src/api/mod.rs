@@ -2,6 +2,7 @@
 //! converts results and errors into protobuf messages and statuses. Only this layer knows
 //! the generated types and tonic.
 
+mod audit;
 mod config;
 mod connector_service;
 mod lifecycle_handlers;

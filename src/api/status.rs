@@ -36,6 +36,21 @@ pub fn to_status(error: Error) -> Status {
     }
 }
 
+/// Returns the gRPC code that [`to_status`] sends for an error.
+pub fn code_of(error: &Error) -> Code {
+    match error {
+        Error::InvalidArgument(_) => Code::InvalidArgument,
+        Error::Unauthenticated(_) => Code::Unauthenticated,
+        Error::PermissionDenied(_) => Code::PermissionDenied,
+        Error::NotFound(_) => Code::NotFound,
+        Error::FailedPrecondition(_) => Code::FailedPrecondition,
+        Error::Aborted(_) => Code::Aborted,
+        Error::ResourceExhausted(_) => Code::ResourceExhausted,
+        Error::Unavailable(_) => Code::Unavailable,
+        Error::Internal(_) => Code::Internal,
+    }
+}
+
 fn client_error(code: Code, message: String) -> Status {
     tracing::info!(code = ?code, %message, "request rejected");
     Status::new(code, truncate(message))

@@ -7,6 +7,7 @@ use base64::{Engine, engine::general_purpose::STANDARD};
 use tonic::{Request, Response, Status, metadata::MetadataMap};
 
 use super::{
+    audit::Audit,
     convert::timestamp,
     status::to_status,
     validate::{MAX_DESCRIPTION_CHARS, Violations},
@@ -31,8 +32,16 @@ impl SyncWorkerApi {
 
     /// Authenticates the caller and checks that its credential belongs to the connector
     /// named in the request.
-    async fn authorize(&self, metadata: &MetadataMap, app_id: &str, connector_id: &str) -> Result<ConnectorKey, Error> {
+    async fn authorize(
+        &self,
+        metadata: &MetadataMap,
+        app_id: &str,
+        connector_id: &str,
+        audit: &mut Audit,
+    ) -> Result<ConnectorKey, Error> {
+        audit.target(app_id, connector_id);
         let (client_id, secret) = basic_credentials(metadata)?;
+        audit.worker(&client_id);
         let credential = self.credentials.authenticate(&client_id, &secret).await?;
 
         let mut violations = Violations::new();
@@ -47,6 +56,65 @@ impl SyncWorkerApi {
         }
         tracing::Span::current().record("client_id", client_id.as_str());
         Ok(ConnectorKey::new(app_id, connector_id))
+    }
+}
+
+impl SyncWorkerApi {
+    async fn handle_claim(
+        &self,
+        request: &Request<pb::ClaimSyncRequest>,
+        audit: &mut Audit,
+    ) -> Result<pb::ClaimSyncResponse, Error> {
+        let body = request.get_ref();
+        let key = self.authorize(request.metadata(), &body.app_id, &body.connector_id, audit).await?;
+        let wait = match &body.wait {
+            Some(wait) if wait.seconds < 0 || wait.nanos < 0 => {
+                return Err(Error::invalid("wait", "must not be negative"));
+            }
+            Some(wait) => Duration::new(wait.seconds as u64, wait.nanos as u32),
+            None => Duration::ZERO,
+        };
+
+        let sync = self.lifecycle.claim(&key, wait).await?;
+
+        match &sync {
+            Some(sync) => {
+                audit.changed(["syncs", "status"]);
+                tracing::info!(sync_id = %sync.id, "sync claimed");
+            }
+            None => tracing::debug!("no sync to claim"),
+        }
+        Ok(pb::ClaimSyncResponse { sync: sync.map(Into::into) })
+    }
+
+    async fn handle_heartbeat(
+        &self,
+        request: &Request<pb::HeartbeatRequest>,
+        audit: &mut Audit,
+    ) -> Result<pb::HeartbeatResponse, Error> {
+        let body = request.get_ref();
+        let key = self.authorize(request.metadata(), &body.app_id, &body.connector_id, audit).await?;
+        sync_id(&body.sync_id)?;
+
+        let lease_end = self.lifecycle.heartbeat(&key, &body.sync_id).await?;
+
+        tracing::debug!(sync_id = %body.sync_id, "lease extended");
+        Ok(pb::HeartbeatResponse { lease_expires_at: Some(timestamp(lease_end)) })
+    }
+
+    async fn handle_complete(
+        &self,
+        request: &Request<pb::CompleteSyncRequest>,
+        audit: &mut Audit,
+    ) -> Result<pb::CompleteSyncResponse, Error> {
+        let body = request.get_ref();
+        let key = self.authorize(request.metadata(), &body.app_id, &body.connector_id, audit).await?;
+        let outcome = outcome(body)?;
+
+        let sync = self.lifecycle.complete(&key, &body.sync_id, &outcome).await?;
+
+        tracing::info!(sync_id = %sync.id, state = ?sync.state, data_drop = sync.data_drop, "sync completed");
+        Ok(pb::CompleteSyncResponse { sync: Some(sync.into()) })
     }
 }
 
@@ -83,25 +151,10 @@ impl ConnectorSyncService for SyncWorkerApi {
         &self,
         request: Request<pb::ClaimSyncRequest>,
     ) -> Result<Response<pb::ClaimSyncResponse>, Status> {
-        let key = self
-            .authorize(request.metadata(), &request.get_ref().app_id, &request.get_ref().connector_id)
-            .await
-            .map_err(to_status)?;
-        let wait = match &request.get_ref().wait {
-            Some(wait) if wait.seconds < 0 || wait.nanos < 0 => {
-                return Err(to_status(Error::invalid("wait", "must not be negative")));
-            }
-            Some(wait) => Duration::new(wait.seconds as u64, wait.nanos as u32),
-            None => Duration::ZERO,
-        };
-
-        let sync = self.lifecycle.claim(&key, wait).await.map_err(to_status)?;
-
-        match &sync {
-            Some(sync) => tracing::info!(sync_id = %sync.id, "sync claimed"),
-            None => tracing::debug!("no sync to claim"),
-        }
-        Ok(Response::new(pb::ClaimSyncResponse { sync: sync.map(Into::into) }))
+        let mut audit = Audit::start("ClaimSync", &request);
+        let result = self.handle_claim(&request, &mut audit).await;
+        audit.finish(&result);
+        result.map(Response::new).map_err(to_status)
     }
 
     #[tracing::instrument(name = "Heartbeat", skip_all, fields(app_id = %request.get_ref().app_id, connector_id = %request.get_ref().connector_id, client_id))]
@@ -109,17 +162,11 @@ impl ConnectorSyncService for SyncWorkerApi {
         &self,
         request: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
-        let key = self
-            .authorize(request.metadata(), &request.get_ref().app_id, &request.get_ref().connector_id)
-            .await
-            .map_err(to_status)?;
-        let sync = &request.get_ref().sync_id;
-        sync_id(sync).map_err(to_status)?;
-
-        let lease_end = self.lifecycle.heartbeat(&key, sync).await.map_err(to_status)?;
-
-        tracing::debug!(sync_id = %sync, "lease extended");
-        Ok(Response::new(pb::HeartbeatResponse { lease_expires_at: Some(timestamp(lease_end)) }))
+        let mut audit = Audit::start("Heartbeat", &request);
+        audit.changed(["syncs.lease_expires_at"]);
+        let result = self.handle_heartbeat(&request, &mut audit).await;
+        audit.finish(&result);
+        result.map(Response::new).map_err(to_status)
     }
 
     #[tracing::instrument(name = "CompleteSync", skip_all, fields(app_id = %request.get_ref().app_id, connector_id = %request.get_ref().connector_id, client_id))]
@@ -127,17 +174,11 @@ impl ConnectorSyncService for SyncWorkerApi {
         &self,
         request: Request<pb::CompleteSyncRequest>,
     ) -> Result<Response<pb::CompleteSyncResponse>, Status> {
-        let key = self
-            .authorize(request.metadata(), &request.get_ref().app_id, &request.get_ref().connector_id)
-            .await
-            .map_err(to_status)?;
-        let request = request.into_inner();
-        let outcome = outcome(&request).map_err(to_status)?;
-
-        let sync = self.lifecycle.complete(&key, &request.sync_id, &outcome).await.map_err(to_status)?;
-
-        tracing::info!(sync_id = %sync.id, state = ?sync.state, data_drop = sync.data_drop, "sync completed");
-        Ok(Response::new(pb::CompleteSyncResponse { sync: Some(sync.into()) }))
+        let mut audit = Audit::start("CompleteSync", &request);
+        audit.changed(["syncs", "status"]);
+        let result = self.handle_complete(&request, &mut audit).await;
+        audit.finish(&result);
+        result.map(Response::new).map_err(to_status)
     }
 }
 

@@ -130,6 +130,26 @@ pub struct NewConnector {
     pub request_id: Option<String>,
 }
 
+impl NewConnector {
+    /// Names of the fields the request sets, for audit logs.
+    pub fn set_fields(&self) -> Vec<&'static str> {
+        let mut fields = vec!["app_id", "catalog_id"];
+        if !self.display_name.is_empty() {
+            fields.push("display_name");
+        }
+        if !self.description.is_empty() {
+            fields.push("description");
+        }
+        if !self.user_ids.is_empty() {
+            fields.push("user_ids");
+        }
+        if self.config.is_some() {
+            fields.push("config");
+        }
+        fields
+    }
+}
+
 /// The client-writable fields that an update replaces; `None` leaves a field unchanged.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ConnectorPatch {
@@ -148,6 +168,23 @@ pub struct ConnectorPatch {
 impl ConnectorPatch {
     pub fn is_empty(&self) -> bool {
         *self == ConnectorPatch::default()
+    }
+
+    /// Names of the fields the patch replaces, for audit logs.
+    pub fn changed_fields(&self) -> Vec<&'static str> {
+        [
+            ("display_name", self.display_name.is_some()),
+            ("description", self.description.is_some()),
+            ("user_ids", self.user_ids.is_some()),
+            ("config", self.config.is_some()),
+            ("sync_config", self.sync_resource_type_ids.is_some()),
+            ("profile_allow_list", self.profile_allow_list.is_some()),
+            ("profile_ignore_list", self.profile_ignore_list.is_some()),
+            ("disable_check_bad_sync", self.disable_check_bad_sync.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, set)| set.then_some(name))
+        .collect()
     }
 
     /// Writes every field of the patch into `connector`.

@@ -137,6 +137,15 @@ pub struct ServeArgs {
     /// Require an API token (any role) for server reflection.
     #[arg(long, env = "CONNECTORD_REFLECTION_REQUIRES_AUTH")]
     pub reflection_requires_auth: bool,
+
+    /// Keys of google.protobuf.Struct configs whose values are secrets, at any depth; comma-separated.
+    #[arg(
+        long,
+        env = "CONNECTORD_SECRET_STRUCT_KEYS",
+        value_delimiter = ',',
+        default_value = "password,secret,token,api_key,client_secret,private_key"
+    )]
+    pub secret_struct_keys: Vec<String>,
 }
 
 impl ServeArgs {
@@ -151,6 +160,7 @@ impl ServeArgs {
             tokens_file: self.tokens_file.clone(),
             insecure_no_auth: self.insecure_no_auth,
             reflection_requires_auth: self.reflection_requires_auth,
+            secret_struct_keys: self.secret_struct_keys.clone(),
         }
     }
 }

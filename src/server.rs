@@ -80,6 +80,8 @@ pub struct ServeOptions {
     pub tokens_file: Option<PathBuf>,
     pub insecure_no_auth: bool,
     pub reflection_requires_auth: bool,
+    /// Keys of Struct configs whose values are never returned.
+    pub secret_struct_keys: Vec<String>,
 }
 
 impl ServeOptions {
@@ -94,6 +96,7 @@ impl ServeOptions {
             tokens_file: None,
             insecure_no_auth: false,
             reflection_requires_auth: false,
+            secret_struct_keys: crate::domain::secrets::DEFAULT_SECRET_STRUCT_KEYS.iter().map(|key| (*key).to_owned()).collect(),
         }
     }
 }
@@ -151,6 +154,12 @@ impl ServicesBuilder {
         Ok(self)
     }
 
+    /// Replaces the `google.protobuf.Struct` keys whose values are secrets.
+    pub fn secret_struct_keys(mut self, keys: Vec<String>) -> Self {
+        self.config_types.set_secret_struct_keys(keys);
+        self
+    }
+
     pub fn max_config_bytes(mut self, bytes: usize) -> Self {
         self.api_options.max_config_bytes = bytes;
         self
@@ -167,14 +176,15 @@ impl ServicesBuilder {
     }
 
     pub fn build(self) -> Result<Services, ServerError> {
-        let registry = Arc::new(ConnectorRegistry::new(Arc::clone(&self.store)));
+        let config_types = Arc::new(self.config_types);
+        let registry = Arc::new(ConnectorRegistry::new(Arc::clone(&self.store), Arc::clone(&config_types)));
         let lifecycle = Arc::new(SyncLifecycle::new(Arc::clone(&self.store), self.lifecycle_options));
         let credentials = CredentialService::new(Arc::clone(&self.store), self.credential_rotation_grace);
         let api = ConnectorApi::new(
             Arc::clone(&registry),
             Arc::clone(&lifecycle),
             Arc::clone(&credentials),
-            Arc::new(self.config_types),
+            config_types,
             self.api_options,
         );
         let connector = ConnectorServiceServer::new(api)
@@ -234,7 +244,8 @@ pub async fn run(
     let mut builder = ServicesBuilder::new(store.clone())?
         .max_config_bytes(options.max_config_bytes)
         .credential_rotation_grace(options.credential_rotation_grace)
-        .sync_lease(options.sync_lease);
+        .sync_lease(options.sync_lease)
+        .secret_struct_keys(options.secret_struct_keys.clone());
     for path in &options.descriptor_sets {
         let encoded = std::fs::read(path)
             .map_err(|source| ServerError::ReadDescriptorSet { path: path.clone(), source })?;

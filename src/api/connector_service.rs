@@ -120,7 +120,7 @@ impl ConnectorApi {
         audit.target(&connector.app_id, &connector.id);
         tracing::Span::current().record("connector_id", connector.id.as_str());
         tracing::info!("connector created");
-        Ok(pb::ConnectorServiceCreateResponse { connector_view: Some(view(connector)), expanded: Vec::new() })
+        Ok(pb::ConnectorServiceCreateResponse { connector_view: Some(view(connector, &self.config_types)), expanded: Vec::new() })
     }
 
     async fn handle_create_delegated(
@@ -145,7 +145,7 @@ impl ConnectorApi {
         audit.target(&connector.app_id, &connector.id);
         tracing::Span::current().record("connector_id", connector.id.as_str());
         tracing::info!("delegated connector created");
-        Ok(pb::ConnectorServiceCreateDelegatedResponse { connector_view: Some(view(connector)), expanded: Vec::new() })
+        Ok(pb::ConnectorServiceCreateDelegatedResponse { connector_view: Some(view(connector, &self.config_types)), expanded: Vec::new() })
     }
 
     async fn handle_delete(
@@ -189,7 +189,7 @@ impl ConnectorApi {
         let updated = self.registry.update(&key, &patch, expected_etag).await?;
 
         tracing::info!(revision = updated.revision, "connector updated");
-        Ok(view(updated))
+        Ok(view(updated, &self.config_types))
     }
 }
 
@@ -239,7 +239,7 @@ impl ConnectorService for ConnectorApi {
 
         tracing::debug!("connector read");
         Ok(Response::new(pb::ConnectorServiceGetResponse {
-            connector_view: Some(view(connector)),
+            connector_view: Some(view(connector, &self.config_types)),
             expanded: Vec::new(),
         }))
     }
@@ -254,7 +254,7 @@ impl ConnectorService for ConnectorApi {
 
         let page = self.registry.list(&query).await.map_err(to_status)?;
 
-        let (list, next_after_id) = fit_page(page.connectors, page.next_after_id);
+        let (list, next_after_id) = fit_page(page.connectors, page.next_after_id, &self.config_types);
         tracing::debug!(count = list.len(), "connectors listed");
         let next_page_token = next_after_id
             .map(|after_id| page_token::encode(&page_token::connector_scope(&query.app_id, query.include_deleted), &after_id))
@@ -443,12 +443,13 @@ impl ConnectorService for ConnectorApi {
 fn fit_page(
     connectors: Vec<crate::domain::Connector>,
     next_after_id: Option<String>,
+    config_types: &ConfigTypes,
 ) -> (Vec<pb::ConnectorView>, Option<String>) {
     let mut views: Vec<pb::ConnectorView> = Vec::with_capacity(connectors.len());
     let mut total_bytes = 0;
     for connector in connectors {
         let last_sent = views.last().and_then(|view| view.connector.as_ref()).map(|sent| sent.id.clone());
-        let view = view(connector);
+        let view = view(connector, config_types);
         // Each list entry costs its length plus a tag and a length prefix.
         total_bytes += prost::Message::encoded_len(&view) + 8;
         if total_bytes > MAX_LIST_RESPONSE_BYTES && last_sent.is_some() {

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::{
-    domain::{Connector, Credential, SyncRun, SyncState, SyncStatus, SyncTrigger},
+    domain::{ConfigTypes, Connector, Credential, SyncRun, SyncState, SyncStatus, SyncTrigger},
     pb,
 };
 
@@ -77,14 +77,26 @@ impl From<Connector> for pb::Connector {
                 cron_spec: schedule.cron_spec,
                 timezone: schedule.timezone,
             }),
+            config_secrets: Vec::new(),
         }
     }
 }
 
-/// Wraps a connector in the view that every response carries. Expansion is not supported
-/// yet, so the JSONPath fields stay empty.
-pub fn view(connector: Connector) -> pb::ConnectorView {
-    pb::ConnectorView { connector: Some(connector.into()), app_path: String::new(), users_path: String::new() }
+/// Wraps a connector in the view that every response carries, with config secrets masked.
+/// Expansion is not supported yet, so the JSONPath fields stay empty.
+pub fn view(mut connector: Connector, config_types: &ConfigTypes) -> pb::ConnectorView {
+    let mut secrets = Vec::new();
+    if let Some(config) = &connector.config {
+        let (masked, statuses) = config_types.mask_secrets(config, &connector.secret_salt);
+        connector.config = Some(masked);
+        secrets = statuses
+            .into_iter()
+            .map(|status| pb::ConfigSecret { path: status.path, set: status.set, fingerprint: status.fingerprint })
+            .collect();
+    }
+    let mut wire = pb::Connector::from(connector);
+    wire.config_secrets = secrets;
+    pb::ConnectorView { connector: Some(wire), app_path: String::new(), users_path: String::new() }
 }
 
 pub fn sync_state(state: SyncState) -> pb::sync::State {

@@ -89,6 +89,9 @@ pub struct Connector {
     pub can_resume_sync: bool,
     pub sync_disabled: Option<SyncDisabled>,
     pub schedule: Option<super::Schedule>,
+    /// Random bytes that make the fingerprints of this connector's config secrets unique to
+    /// it; never returned.
+    pub secret_salt: Vec<u8>,
     /// Number of writes so far, starting at 1; the etag is derived from it.
     pub revision: u64,
 }

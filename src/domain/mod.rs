@@ -10,6 +10,7 @@ pub mod error;
 pub mod ids;
 pub mod lifecycle;
 pub mod registry;
+pub mod secrets;
 pub mod sync_run;
 
 pub use config_types::{ConfigTypeError, ConfigTypes};

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use chrono::Utc;
 
 use super::{
-    Connector, ConnectorKey, ConnectorPatch, ConnectorStatus, Error, NewConnector, ids::IdGenerator,
+    ConfigTypes, Connector, ConnectorKey, ConnectorPatch, ConnectorStatus, Error, NewConnector, ids::IdGenerator,
     lifecycle::cancelled,
 };
 use crate::store::{Batch, Inserted, Store, StoreError};
@@ -36,12 +36,24 @@ pub type ExpectedEtag<'a> = Option<&'a str>;
 
 pub struct ConnectorRegistry {
     store: Arc<dyn Store>,
+    config_types: Arc<ConfigTypes>,
     ids: IdGenerator,
 }
 
+/// Draws the per-connector salt of secret fingerprints from the OS CSPRNG.
+fn new_salt() -> Result<Vec<u8>, Error> {
+    let mut salt = vec![0u8; 16];
+    getrandom::fill(&mut salt).map_err(|error| Error::Internal(format!("the OS random generator failed: {error}")))?;
+    Ok(salt)
+}
+
 impl ConnectorRegistry {
-    pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store, ids: IdGenerator::new() }
+    pub fn new(store: Arc<dyn Store>, config_types: Arc<ConfigTypes>) -> Self {
+        Self { store, config_types, ids: IdGenerator::new() }
+    }
+
+    pub fn config_types(&self) -> &Arc<ConfigTypes> {
+        &self.config_types
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -49,7 +61,10 @@ impl ConnectorRegistry {
     }
 
     /// Stores a new connector, or returns the one created earlier with the same request id.
-    pub async fn create(&self, new: NewConnector) -> Result<Connector, Error> {
+    pub async fn create(&self, mut new: NewConnector) -> Result<Connector, Error> {
+        if let Some(config) = &new.config {
+            new.config = Some(self.restore_secrets("config", config, None)?);
+        }
         let now = Utc::now();
         let connector = Connector {
             id: self.ids.next_id(),
@@ -72,6 +87,7 @@ impl ConnectorRegistry {
             can_resume_sync: false,
             sync_disabled: None,
             schedule: None,
+            secret_salt: new_salt()?,
             revision: 1,
         };
 
@@ -120,10 +136,22 @@ impl ConnectorRegistry {
         expected_etag: ExpectedEtag<'_>,
     ) -> Result<Connector, Error> {
         self.modify(key, expected_etag, |connector| {
+            let mut patch = patch.clone();
+            if let Some(Some(config)) = &patch.config {
+                patch.config = Some(Some(self.restore_secrets("connector.config", config, connector.config.as_ref())?));
+            }
             patch.apply_to(connector);
             Ok(())
         })
         .await
+    }
+
+    /// Puts stored secrets back where a client sent the mask; `field` names the config in
+    /// the request for errors.
+    fn restore_secrets(&self, field: &str, incoming: &super::Config, stored: Option<&super::Config>) -> Result<super::Config, Error> {
+        self.config_types
+            .restore_secrets(incoming, stored)
+            .map_err(|violation| Error::invalid(format!("{field}.{}", violation.field), violation.description))
     }
 
     /// Soft-deletes a connector: it stays readable with `get` but leaves lists and accepts

@@ -55,6 +55,8 @@ struct ConnectorRecord {
     sync_disabled: Option<SyncDisabledRecord>,
     #[prost(message, optional, tag = "20")]
     schedule: Option<ScheduleRecord>,
+    #[prost(bytes = "vec", tag = "21")]
+    secret_salt: Vec<u8>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -356,6 +358,7 @@ impl From<&Connector> for ConnectorRecord {
                 next_run_at_nanos: schedule.next_run_at.map(to_nanos),
                 last_run_at_nanos: schedule.last_run_at.map(to_nanos),
             }),
+            secret_salt: connector.secret_salt.clone(),
         }
     }
 }
@@ -402,6 +405,7 @@ impl ConnectorRecord {
                 next_run_at: schedule.next_run_at_nanos.map(from_nanos),
                 last_run_at: schedule.last_run_at_nanos.map(from_nanos),
             }),
+            secret_salt: self.secret_salt,
             revision,
         }
     }
@@ -566,6 +570,7 @@ mod tests {
                 next_run_at: Some(now),
                 last_run_at: None,
             }),
+            secret_salt: vec![9; 16],
             revision: 7,
         }
     }

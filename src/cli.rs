@@ -146,6 +146,18 @@ pub struct ServeArgs {
         default_value = "password,secret,token,api_key,client_secret,private_key"
     )]
     pub secret_struct_keys: Vec<String>,
+
+    /// PEM certificate chain; with --tls-key, serves gRPC, gRPC-Web and REST over TLS.
+    #[arg(long, env = "CONNECTORD_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "CONNECTORD_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// PEM CA certificates; when set, clients must present a certificate signed by one (mutual TLS).
+    #[arg(long, env = "CONNECTORD_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -161,6 +173,14 @@ impl ServeArgs {
             insecure_no_auth: self.insecure_no_auth,
             reflection_requires_auth: self.reflection_requires_auth,
             secret_struct_keys: self.secret_struct_keys.clone(),
+            tls: match (&self.tls_cert, &self.tls_key) {
+                (Some(cert), Some(key)) => Some(crate::tls::TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    client_ca: self.tls_client_ca.clone(),
+                }),
+                _ => None,
+            },
         }
     }
 }

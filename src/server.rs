@@ -50,6 +50,8 @@ pub enum ServerError {
     Transport(#[from] tonic::transport::Error),
     #[error(transparent)]
     Tokens(#[from] crate::auth::TokenError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     #[error("cannot read the listener's address: {0}")]
     LocalAddr(std::io::Error),
     #[error(
@@ -82,6 +84,8 @@ pub struct ServeOptions {
     pub reflection_requires_auth: bool,
     /// Keys of Struct configs whose values are never returned.
     pub secret_struct_keys: Vec<String>,
+    /// Serve TLS (and mutual TLS when a client CA is set) instead of plain text.
+    pub tls: Option<crate::tls::TlsFiles>,
 }
 
 impl ServeOptions {
@@ -97,6 +101,7 @@ impl ServeOptions {
             insecure_no_auth: false,
             reflection_requires_auth: false,
             secret_struct_keys: crate::domain::secrets::DEFAULT_SECRET_STRUCT_KEYS.iter().map(|key| (*key).to_owned()).collect(),
+            tls: None,
         }
     }
 }
@@ -238,6 +243,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let auth = auth_policy(&listener, &options)?;
+    let tls = options.tls.as_ref().map(crate::tls::acceptor).transpose()?;
     let store = Arc::new(SledStore::open(&SledStoreOptions::new(&options.data_dir))?);
     tracing::info!(data_dir = %options.data_dir.display(), "store opened");
 
@@ -271,12 +277,19 @@ pub async fn run(
         set_not_serving(&health).await;
         let _ = shutdown_started.send(());
     };
-    let serve = tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
         .layer(crate::limits::ResourceExhaustedLayer)
         .layer(AuthLayer::new(auth))
-        .add_routes(services.into_routes())
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+        .add_routes(services.into_routes());
+    let incoming = TcpListenerStream::new(listener);
+    let serve: std::pin::Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>> = match tls {
+        Some(acceptor) => {
+            tracing::info!(client_certificates = options.tls.as_ref().is_some_and(|tls| tls.client_ca.is_some()), "serving TLS");
+            Box::pin(router.serve_with_incoming_shutdown(crate::tls::tls_incoming(incoming, acceptor), signal))
+        }
+        None => Box::pin(router.serve_with_incoming_shutdown(incoming, signal)),
+    };
 
     // tonic waits without limit for open calls and streams to end; the grace period bounds it.
     let grace = options.shutdown_grace;

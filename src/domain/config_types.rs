@@ -71,6 +71,12 @@ impl ConfigTypes {
         Ok(added)
     }
 
+    /// The pool that config types are resolved in: the built-in files plus every registered
+    /// descriptor set.
+    pub fn pool(&self) -> &DescriptorPool {
+        &self.pool
+    }
+
     pub fn registered_type_names(&self) -> impl Iterator<Item = &str> {
         self.registered.iter().map(String::as_str)
     }

@@ -23,14 +23,25 @@ pub struct Cli {
 pub enum Command {
     /// Run the gRPC server (the default).
     Serve(ServeArgs),
+    /// Write the API's encoded FileDescriptorSet, with the google.api.http rules and the
+    /// google.rpc error types, for Envoy's gRPC-JSON transcoder and other tools.
+    DescriptorSet(DescriptorSetArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DescriptorSetArgs {
+    /// File to write; replaced if it exists.
+    #[arg(long, short)]
+    pub output: PathBuf,
 }
 
 impl Cli {
-    /// Returns the serve flags, whether or not `serve` was written out.
+    /// Returns the serve flags, whether or not `serve` was written out. With another
+    /// subcommand they are the defaults.
     pub fn into_serve_args(self) -> ServeArgs {
         match self.command {
             Some(Command::Serve(args)) => args,
-            None => self.serve,
+            Some(Command::DescriptorSet(_)) | None => self.serve,
         }
     }
 }
@@ -69,6 +80,16 @@ pub struct ServeArgs {
     /// Time that in-flight calls get to finish after SIGINT or SIGTERM, such as 10s or 1m.
     #[arg(long, env = "CONNECTORD_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
+
+    /// Origin that browsers may call the REST and gRPC-Web API from, such as
+    /// https://app.example, or * for any. Repeatable; comma-separated in the environment.
+    /// None by default, which disables CORS.
+    #[arg(long = "cors-allow-origin", env = "CONNECTORD_CORS_ALLOW_ORIGINS", value_delimiter = ',', value_parser = parse_cors_origin)]
+    pub cors_allow_origins: Vec<String>,
+}
+
+fn parse_cors_origin(origin: &str) -> Result<String, crate::gateway::OriginError> {
+    crate::gateway::parse_origin(origin).map(|_| origin.to_owned())
 }
 
 impl ServeArgs {
@@ -78,6 +99,7 @@ impl ServeArgs {
             descriptor_sets: self.descriptor_sets.clone(),
             max_config_bytes: self.max_config_bytes,
             shutdown_grace: self.shutdown_grace,
+            cors_allow_origins: self.cors_allow_origins.clone(),
         }
     }
 }
@@ -92,6 +114,29 @@ mod tests {
         assert_eq!(cli.into_serve_args().listen.port(), 7000);
         let cli = Cli::try_parse_from(["connectord", "serve", "--shutdown-grace", "3s"]).unwrap();
         assert_eq!(cli.into_serve_args().shutdown_grace, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn cors_origins_repeat_and_are_validated() {
+        let cli = Cli::try_parse_from([
+            "connectord",
+            "--cors-allow-origin",
+            "https://a.example",
+            "--cors-allow-origin",
+            "http://localhost:3000",
+        ])
+        .unwrap();
+        assert_eq!(cli.into_serve_args().cors_allow_origins, ["https://a.example", "http://localhost:3000"]);
+        assert!(Cli::try_parse_from(["connectord", "--cors-allow-origin", "a.example"]).is_err());
+        let cli = Cli::try_parse_from(["connectord"]).unwrap();
+        assert!(cli.into_serve_args().cors_allow_origins.is_empty());
+    }
+
+    #[test]
+    fn descriptor_set_subcommand_takes_an_output() {
+        let cli = Cli::try_parse_from(["connectord", "descriptor-set", "--output", "api.pb"]).unwrap();
+        let Some(Command::DescriptorSet(args)) = cli.command else { panic!("descriptor-set was not parsed") };
+        assert_eq!(args.output, PathBuf::from("api.pb"));
     }
 
     #[test]

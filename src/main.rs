@@ -3,11 +3,25 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use connectord::{cli::Cli, server, telemetry};
+use connectord::{
+    cli::{Cli, Command},
+    gateway::descriptors,
+    server, telemetry,
+};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args = Cli::parse().into_serve_args();
+    let cli = Cli::parse();
+    if let Some(Command::DescriptorSet(args)) = &cli.command {
+        return match descriptors::write_api_descriptor_set(&args.output) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("connectord: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let args = cli.into_serve_args();
     telemetry::init(args.log_format);
 
     let listener = match tokio::net::TcpListener::bind(args.listen).await {

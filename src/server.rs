@@ -39,6 +39,8 @@ pub enum ServerError {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("cannot serve: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error(transparent)]
+    Gateway(#[from] crate::gateway::GatewayError),
     #[error("final flush at shutdown failed: {0}")]
     Close(#[from] crate::store::StoreError),
 }
@@ -52,6 +54,8 @@ pub struct ServeOptions {
     pub max_config_bytes: usize,
     /// How long in-flight calls may run after shutdown starts.
     pub shutdown_grace: Duration,
+    /// Origins that browsers may call the REST and gRPC-Web API from; empty disables CORS.
+    pub cors_allow_origins: Vec<String>,
 }
 
 impl ServeOptions {
@@ -61,6 +65,7 @@ impl ServeOptions {
             descriptor_sets: Vec::new(),
             max_config_bytes: ConnectorApiOptions::default().max_config_bytes,
             shutdown_grace: Duration::from_secs(10),
+            cors_allow_origins: Vec::new(),
         }
     }
 }
@@ -73,6 +78,9 @@ pub struct Services {
     /// Reflection v1 and v1alpha, which have no nameable types.
     pub reflection: Routes,
     pub registry: Arc<ConnectorRegistry>,
+    /// The config type registry's pool, operator descriptor sets included; the REST gateway
+    /// resolves `Any` values in it.
+    pub descriptor_pool: prost_reflect::DescriptorPool,
 }
 
 impl Services {
@@ -118,6 +126,7 @@ impl ServicesBuilder {
 
     pub fn build(self) -> Result<Services, ServerError> {
         let registry = Arc::new(ConnectorRegistry::new(self.store));
+        let descriptor_pool = self.config_types.pool().clone();
         let api = ConnectorApi::new(Arc::clone(&registry), Arc::new(self.config_types), self.api_options);
         let connector = ConnectorServiceServer::new(api)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -135,6 +144,7 @@ impl ServicesBuilder {
             reflection: Routes::new(reflection_builder(&self.operator_sets).build_v1()?)
                 .add_service(reflection_builder(&self.operator_sets).build_v1alpha()?),
             registry,
+            descriptor_pool,
         })
     }
 }
@@ -173,6 +183,14 @@ pub async fn run(
         builder = builder.descriptor_set(&path.display().to_string(), encoded)?;
     }
     let services = builder.build()?;
+    let edge = crate::gateway::EdgeLayer::new(
+        services.descriptor_pool.clone(),
+        &crate::gateway::EdgeOptions {
+            rest_services: vec![pb::connector_service_server::SERVICE_NAME.to_owned()],
+            cors_allow_origins: options.cors_allow_origins.clone(),
+            max_body_bytes: MAX_MESSAGE_BYTES,
+        },
+    )?;
     let health = services.health_reporter.clone();
     health.set_serving::<ConnectorServiceServer<ConnectorApi>>().await;
 
@@ -187,8 +205,12 @@ pub async fn run(
         set_not_serving(&health).await;
         let _ = shutdown_started.send(());
     };
+    // HTTP/1.1 is accepted for REST and gRPC-Web. The edge layer is outermost, so REST calls
+    // pass every layer added after it, as gRPC calls do.
     let serve = tonic::transport::Server::builder()
+        .accept_http1(true)
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .layer(edge)
         .layer(crate::limits::ResourceExhaustedLayer)
         .add_routes(services.into_routes())
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);

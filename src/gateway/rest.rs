@@ -106,7 +106,8 @@ impl RestGateway {
 
 fn to_json(binding: &Binding, message: &DynamicMessage) -> Result<serde_json::Value, serde_json::Error> {
     let options = SerializeOptions::new();
-    let json = message.serialize_with_options(serde_json::value::Serializer, &options)?;
+    let mut json = message.serialize_with_options(serde_json::value::Serializer, &options)?;
+    write_integral_floats_as_integers(&mut json);
     let Some(field) = &binding.response_body else {
         return Ok(json);
     };
@@ -118,6 +119,28 @@ fn to_json(binding: &Binding, message: &DynamicMessage) -> Result<serde_json::Va
     // The field holds its default value, which the first pass left out.
     let with_defaults = message.serialize_with_options(serde_json::value::Serializer, &options.clone().skip_default_fields(false))?;
     Ok(with_defaults.get(field.json_name()).cloned().unwrap_or(serde_json::Value::Null))
+}
+
+/// Largest magnitude below which every integer is exactly representable as an f64 (2^53).
+const MAX_EXACT_FLOAT_INTEGER: f64 = 9_007_199_254_740_992.0;
+
+/// Rewrites floats without a fractional part, such as the numbers of a
+/// `google.protobuf.Struct`, from `443.0` to `443`, as Go's protojson writes them. Both are
+/// the same JSON number, but clients that parse integers strictly reject the first form.
+fn write_integral_floats_as_integers(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Number(number) => {
+            if let Some(float) = number.as_f64().filter(|_| number.is_f64())
+                && float.fract() == 0.0
+                && float.abs() < MAX_EXACT_FLOAT_INTEGER
+            {
+                *number = serde_json::Number::from(float as i64);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(write_integral_floats_as_integers),
+        serde_json::Value::Object(object) => object.values_mut().for_each(write_integral_floats_as_integers),
+        _ => {}
+    }
 }
 
 /// Reads the whole body, rejecting one longer than `max_bytes` with 413.
@@ -205,4 +228,175 @@ fn internal_error() -> Response<Body> {
         "internal error; the server log has the details",
         Vec::new(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        convert::Infallible,
+        sync::{Arc, Mutex},
+    };
+
+    use http_body::Frame;
+    use http_body_util::{Full, StreamBody};
+    use serde_json::json;
+
+    use super::*;
+    use crate::{gateway::descriptors, pb};
+
+    fn gateway(max_body_bytes: usize) -> RestGateway {
+        let pool = descriptors::gateway_pool(DescriptorPool::decode(pb::FILE_DESCRIPTOR_SET).unwrap()).unwrap();
+        RestGateway::new(pool, &[pb::connector_service_server::SERVICE_NAME], max_body_bytes).unwrap()
+    }
+
+    fn get_request(body: Body) -> Request<Body> {
+        Request::builder().uri("/api/v1/apps/app-1/connectors/c-1").body(body).unwrap()
+    }
+
+    /// A gRPC response that carries its status in the headers, with no body.
+    fn trailers_only(code: Code) -> Response<Body> {
+        Response::builder()
+            .header("content-type", "application/grpc")
+            .header("grpc-status", (code as i32).to_string())
+            .header("grpc-message", "stub%20failure")
+            .body(Body::empty())
+            .unwrap()
+    }
+
+    /// A gRPC response with one message frame and the status in the trailers.
+    fn with_trailers(message: &[u8], code: Code) -> Response<Body> {
+        let mut frame = vec![0];
+        frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
+        frame.extend_from_slice(message);
+        let mut trailers = HeaderMap::new();
+        trailers.insert("grpc-status", HeaderValue::from_str(&(code as i32).to_string()).unwrap());
+        let frames = vec![Ok::<_, Infallible>(Frame::data(Bytes::from(frame))), Ok(Frame::trailers(trailers))];
+        Response::new(Body::new(StreamBody::new(tokio_stream::iter(frames))))
+    }
+
+    async fn body_json(response: Response<Body>) -> serde_json::Value {
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[tokio::test]
+    async fn every_error_code_maps_to_its_http_status() {
+        let gateway = gateway(1024);
+        let codes = [
+            Code::Cancelled,
+            Code::Unknown,
+            Code::InvalidArgument,
+            Code::DeadlineExceeded,
+            Code::NotFound,
+            Code::AlreadyExists,
+            Code::PermissionDenied,
+            Code::ResourceExhausted,
+            Code::FailedPrecondition,
+            Code::Aborted,
+            Code::OutOfRange,
+            Code::Unimplemented,
+            Code::Internal,
+            Code::Unavailable,
+            Code::DataLoss,
+            Code::Unauthenticated,
+        ];
+        for code in codes {
+            let stub = tower::service_fn(move |_: Request<Body>| async move { Ok::<_, Infallible>(trailers_only(code)) });
+
+            let response = gateway.handle(get_request(Body::empty()), stub).await;
+
+            assert_eq!(response.status(), super::super::http_status(code), "{code:?}");
+            assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+            assert_eq!(
+                body_json(response).await,
+                json!({"code": code as i32, "message": "stub failure", "details": []}),
+                "{code:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn status_in_trailers_is_read() {
+        let gateway = gateway(1024);
+        let reply = pb::ConnectorServiceGetResponse {
+            connector_view: Some(pb::ConnectorView {
+                connector: Some(pb::Connector { id: "c-1".to_owned(), ..Default::default() }),
+                ..Default::default()
+            }),
+            expanded: Vec::new(),
+        }
+        .encode_to_vec();
+        let ok_reply = reply.clone();
+        let ok = tower::service_fn(move |_: Request<Body>| {
+            let reply = ok_reply.clone();
+            async move { Ok::<_, Infallible>(with_trailers(&reply, Code::Ok)) }
+        });
+        let denied = tower::service_fn(move |_: Request<Body>| async move {
+            Ok::<_, Infallible>(with_trailers(&[], Code::PermissionDenied))
+        });
+
+        let success = gateway.handle(get_request(Body::empty()), ok).await;
+        let failure = gateway.handle(get_request(Body::empty()), denied).await;
+
+        assert_eq!(success.status(), StatusCode::OK);
+        assert_eq!(body_json(success).await, json!({"connectorView": {"connector": {"id": "c-1"}}}));
+        assert_eq!(failure.status(), StatusCode::FORBIDDEN);
+    }
+
+    #[tokio::test]
+    async fn rest_request_reaches_the_stack_as_grpc() {
+        let gateway = gateway(1024);
+        let seen = Arc::new(Mutex::new(None));
+        let recorder = {
+            let seen = Arc::clone(&seen);
+            tower::service_fn(move |request: Request<Body>| {
+                let seen = Arc::clone(&seen);
+                async move {
+                    let (parts, body) = request.into_parts();
+                    let bytes = body.collect().await.unwrap().to_bytes();
+                    *seen.lock().unwrap() = Some((parts, bytes));
+                    Ok::<_, Infallible>(trailers_only(Code::NotFound))
+                }
+            })
+        };
+        let request = Request::builder()
+            .uri("/api/v1/apps/app-1/connectors/c-1")
+            .header("authorization", "Bearer token")
+            .body(Body::empty())
+            .unwrap();
+
+        gateway.handle(request, recorder).await;
+
+        let (parts, bytes) = seen.lock().unwrap().take().expect("the stub was called");
+        assert_eq!(parts.method, Method::POST);
+        assert_eq!(parts.uri.path(), "/connectord.v1.ConnectorService/Get");
+        assert_eq!(parts.headers[header::CONTENT_TYPE], "application/grpc");
+        assert_eq!(parts.headers["authorization"], "Bearer token");
+        let decoded = pb::ConnectorServiceGetRequest::decode(&bytes[5..]).unwrap();
+        assert_eq!((decoded.app_id.as_str(), decoded.id.as_str()), ("app-1", "c-1"));
+    }
+
+    #[tokio::test]
+    async fn body_without_length_over_limit_is_413() {
+        let gateway = gateway(16);
+        // Were the stack called, the response would be 500.
+        let stub = tower::service_fn(|_: Request<Body>| async { Ok::<_, Infallible>(trailers_only(Code::Internal)) });
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri("/api/v1/apps/app-1/connectors")
+            .body(Body::new(Full::new(Bytes::from(vec![b' '; 64]))))
+            .unwrap();
+
+        let response = gateway.handle(request, stub).await;
+
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(body_json(response).await["code"], json!(Code::ResourceExhausted as i32));
+    }
+
+    #[test]
+    fn integral_floats_lose_their_fraction() {
+        let mut value = json!({"a": 443.0, "b": [1.5, -2.0], "c": 7, "d": 1e300});
+        write_integral_floats_as_integers(&mut value);
+        assert_eq!(serde_json::to_string(&value).unwrap(), r#"{"a":443,"b":[1.5,-2],"c":7,"d":1e+300}"#);
+    }
 }

@@ -71,7 +71,7 @@ impl ConfigTypes {
         Ok(added)
     }
 
-    /// The pool that config types are resolved in: the built-in files plus every registered
+    /// Returns the pool that config types are resolved in: the built-in files plus every registered
     /// descriptor set.
     pub fn pool(&self) -> &DescriptorPool {
         &self.pool

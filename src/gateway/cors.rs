@@ -5,7 +5,7 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue, Method, header};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-/// How long a browser may cache a preflight answer; Chromium caps it at two hours
+/// How long a browser may cache a preflight response. Chromium caps it at two hours
 /// (MDN, Access-Control-Max-Age).
 const PREFLIGHT_MAX_AGE: Duration = Duration::from_secs(2 * 60 * 60);
 

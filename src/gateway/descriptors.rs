@@ -7,7 +7,7 @@ use prost_reflect::{DescriptorError, DescriptorPool};
 
 use crate::pb;
 
-/// Full name that tells whether a pool already has the `google.rpc` status types.
+/// Message whose presence shows that a pool already has the `google.rpc` status types.
 const RPC_STATUS: &str = "google.rpc.Status";
 
 /// Adds the `google.rpc` status and error detail types to `pool` unless it already has

@@ -125,7 +125,7 @@ where
 
 fn outcome_without_message(status: RpcStatus) -> UnaryOutcome {
     if status.code == Code::Ok {
-        // A unary RPC that succeeds without a message is answered with an empty message.
+        // A unary RPC that succeeds without a message gets an empty message.
         UnaryOutcome::Message(Bytes::new())
     } else {
         UnaryOutcome::Failed(status)

@@ -8,7 +8,7 @@ use super::path_template::{PathTemplate, TemplateError};
 
 const HTTP_RULE_EXTENSION: &str = "google.api.http";
 
-/// Where the request message comes from, besides path variables and the query string.
+/// Source of the request message, besides path variables and the query string.
 #[derive(Debug, Clone)]
 pub enum BodySelector {
     /// No body; fields not bound by the path come from the query string.
@@ -31,7 +31,7 @@ pub struct Binding {
 }
 
 impl Binding {
-    /// The gRPC path of the RPC, such as `/connectord.v1.ConnectorService/Get`.
+    /// Returns the gRPC path of the RPC, such as `/connectord.v1.ConnectorService/Get`.
     pub fn grpc_path(&self) -> String {
         format!("/{}/{}", self.rpc.parent_service().full_name(), self.rpc.name())
     }

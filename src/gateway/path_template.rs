@@ -129,7 +129,7 @@ impl PathTemplate {
         Ok(())
     }
 
-    /// The template as written in the annotation.
+    /// Returns the template as written in the annotation.
     pub fn as_str(&self) -> &str {
         &self.text
     }

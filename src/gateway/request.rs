@@ -1,6 +1,6 @@
 //! Builds the protobuf request message of a REST call from its JSON body, query string and
-//! path variables, following the `google.api.http` rules: path variables win over the body,
-//! and the query string sets only fields that neither the path nor the body binds.
+//! path variables, following the `google.api.http` rules. Path variables win over the body.
+//! The query string sets only fields that neither the path nor the body binds.
 
 use base64::Engine;
 use prost_reflect::{DeserializeOptions, DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, Value};
@@ -113,8 +113,8 @@ fn apply_query(
     Ok(())
 }
 
-/// Resolves a dotted path of proto or JSON field names; `None` if any name is unknown or a
-/// name follows a field that is not a message.
+/// Resolves a dotted path of proto or JSON field names. Returns `None` if a name is unknown,
+/// or if it follows a field that is not a message.
 fn resolve<'a>(input: &MessageDescriptor, names: impl Iterator<Item = &'a str>) -> Option<Vec<FieldDescriptor>> {
     let mut message = Some(input.clone());
     let mut fields = Vec::new();

@@ -19,7 +19,7 @@ use super::{
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Longest excerpt of a request path that an error message repeats.
+/// Maximum number of characters of a request path that an error message quotes.
 const MAX_SHOWN_PATH_CHARS: usize = 200;
 
 /// The REST side of the gateway: the routes and the pool that their messages come from.
@@ -45,7 +45,7 @@ impl RestGateway {
         &self.router
     }
 
-    /// Answers a REST request; every failure becomes a JSON error response.
+    /// Handles a REST request. Every failure becomes a JSON error response.
     pub async fn handle<S, B>(&self, request: Request<Body>, service: S) -> Response<Body>
     where
         S: Service<Request<Body>, Response = Response<B>>,
@@ -116,7 +116,7 @@ fn to_json(binding: &Binding, message: &DynamicMessage) -> Result<serde_json::Va
     {
         return Ok(value);
     }
-    // The field holds its default value, which the first pass left out.
+    // The field has its default value, which the first pass left out.
     let with_defaults = message.serialize_with_options(serde_json::value::Serializer, &options.clone().skip_default_fields(false))?;
     Ok(with_defaults.get(field.json_name()).cloned().unwrap_or(serde_json::Value::Null))
 }
@@ -253,7 +253,7 @@ mod tests {
         Request::builder().uri("/api/v1/apps/app-1/connectors/c-1").body(body).unwrap()
     }
 
-    /// A gRPC response that carries its status in the headers, with no body.
+    /// Builds a gRPC response that carries its status in the headers, with no body.
     fn trailers_only(code: Code) -> Response<Body> {
         Response::builder()
             .header("content-type", "application/grpc")
@@ -263,7 +263,7 @@ mod tests {
             .unwrap()
     }
 
-    /// A gRPC response with one message frame and the status in the trailers.
+    /// Builds a gRPC response with one message frame and the status in the trailers.
     fn with_trailers(message: &[u8], code: Code) -> Response<Body> {
         let mut frame = vec![0];
         frame.extend_from_slice(&(message.len() as u32).to_be_bytes());

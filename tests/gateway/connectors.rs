@@ -47,7 +47,7 @@ async fn create_returns_canonical_json() {
 }
 
 #[tokio::test]
-async fn create_accepts_proto_field_names_and_ignores_unknown_fields() {
+async fn create_accepts_proto_names_and_extras() {
     let server = TestServer::start().await;
     let body = json!({"catalog_id": "okta", "display_name": "Snake", "user_ids": ["u1"], "colour": "red"});
 
@@ -185,7 +185,7 @@ async fn update_accepts_every_mask_form() {
 }
 
 #[tokio::test]
-async fn update_without_mask_changes_the_fields_that_are_set() {
+async fn update_without_mask_changes_set_fields() {
     let server = TestServer::start().await;
     let connector = server.create_connector("app-1", "Before").await;
     let id = connector["id"].as_str().unwrap();

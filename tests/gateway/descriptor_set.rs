@@ -5,7 +5,7 @@ use std::process::Command;
 use prost_reflect::{DescriptorPool, Value};
 
 #[test]
-fn descriptor_set_command_writes_http_rules_and_error_types() {
+fn descriptor_set_keeps_rules_and_errors() {
     let directory = tempfile::TempDir::new().unwrap();
     let output = directory.path().join("connectord.pb");
 
@@ -33,7 +33,7 @@ fn descriptor_set_command_writes_http_rules_and_error_types() {
 }
 
 #[test]
-fn descriptor_set_command_reports_unwritable_output() {
+fn descriptor_set_reports_unwritable_output() {
     let result = Command::new(env!("CARGO_BIN_EXE_connectord"))
         .args(["descriptor-set", "--output", "/nonexistent-directory/connectord.pb"])
         .output()

@@ -67,8 +67,8 @@ async fn grpc_web_get(server: &TestServer, app_id: &str, id: &str, origin: Optio
     builder.send().await.expect("send the gRPC-Web request")
 }
 
-/// The grpc-status of a gRPC-Web response, from its headers (trailers-only responses) or
-/// from its trailer frame.
+/// Reads the grpc-status of a gRPC-Web response from its headers (trailers-only responses)
+/// or from its trailer frame.
 async fn grpc_status(response: Response) -> (String, GrpcWebReply) {
     let header_status = response.headers().get("grpc-status").map(|value| value.to_str().unwrap().to_owned());
     let reply = GrpcWebReply::read(response).await;
@@ -79,7 +79,7 @@ async fn grpc_status(response: Response) -> (String, GrpcWebReply) {
 }
 
 #[tokio::test]
-async fn grpc_web_get_of_missing_connector_is_not_found() {
+async fn grpc_web_get_missing_is_not_found() {
     let server = TestServer::start().await;
 
     let response = grpc_web_get(&server, "app-1", "missing-1", None).await;

@@ -71,8 +71,8 @@ impl ConfigTypes {
         Ok(added)
     }
 
-    /// Returns the pool that config types are resolved in: the built-in files plus every registered
-    /// descriptor set.
+    /// Returns the pool that config types are resolved in: the built-in files plus every
+    /// registered descriptor set.
     pub fn pool(&self) -> &DescriptorPool {
         &self.pool
     }

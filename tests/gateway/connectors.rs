@@ -305,3 +305,89 @@ async fn rest_and_grpc_share_one_service() {
     assert_eq!(reply["connectorView"]["connector"]["displayName"], "Made over gRPC");
     server.stop().await;
 }
+
+/// Writes a descriptor set that defines `acme.v1.OktaConfig { string domain = 1; string
+/// api_token_ref = 2; }` and returns its path inside `directory`.
+fn write_okta_config_set(directory: &std::path::Path) -> std::path::PathBuf {
+    use prost::Message;
+    use prost_types::{
+        DescriptorProto, FieldDescriptorProto, FileDescriptorProto, FileDescriptorSet,
+        field_descriptor_proto::{Label, Type},
+    };
+
+    let string_field = |name: &str, json_name: &str, number: i32| FieldDescriptorProto {
+        name: Some(name.to_owned()),
+        json_name: Some(json_name.to_owned()),
+        number: Some(number),
+        label: Some(Label::Optional as i32),
+        r#type: Some(Type::String as i32),
+        ..Default::default()
+    };
+    let file = FileDescriptorProto {
+        name: Some("acme/v1/okta_config.proto".to_owned()),
+        package: Some("acme.v1".to_owned()),
+        syntax: Some("proto3".to_owned()),
+        message_type: vec![DescriptorProto {
+            name: Some("OktaConfig".to_owned()),
+            field: vec![string_field("domain", "domain", 1), string_field("api_token_ref", "apiTokenRef", 2)],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let path = directory.join("okta_config.pb");
+    std::fs::write(&path, FileDescriptorSet { file: vec![file] }.encode_to_vec()).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn operator_config_types_round_trip_as_json() {
+    let descriptor_directory = tempfile::TempDir::new().unwrap();
+    let set = write_okta_config_set(descriptor_directory.path());
+    let server = TestServer::start_with(|options| options.descriptor_sets.push(set)).await;
+    let config = json!({
+        "@type": "type.googleapis.com/acme.v1.OktaConfig",
+        "domain": "acme.okta.com",
+        "api_token_ref": "vault:okta",
+    });
+
+    let created = server
+        .post("/api/v1/apps/app-1/connectors/create", json!({"catalogId": "okta", "config": config}))
+        .await;
+
+    let connector = expect_ok(created).await["connectorView"]["connector"].clone();
+    assert_eq!(
+        connector["config"],
+        json!({"@type": "type.googleapis.com/acme.v1.OktaConfig", "domain": "acme.okta.com", "apiTokenRef": "vault:okta"})
+    );
+    let mut grpc = server.grpc_client().await;
+    let stored = grpc
+        .get(pb::ConnectorServiceGetRequest {
+            app_id: "app-1".to_owned(),
+            id: connector["id"].as_str().unwrap().to_owned(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .connector_view
+        .unwrap()
+        .connector
+        .unwrap()
+        .config
+        .unwrap();
+    assert_eq!(stored.type_url, "type.googleapis.com/acme.v1.OktaConfig");
+    assert!(!stored.value.is_empty());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn unregistered_config_type_is_rejected() {
+    let server = TestServer::start().await;
+    // connectord.v1.SyncConfig is in the pool, so the JSON decodes, but it is no config type.
+    let config = json!({"@type": "type.googleapis.com/connectord.v1.SyncConfig", "syncResourceTypeIds": ["user"]});
+
+    let response = server.post("/api/v1/apps/app-1/connectors/create", json!({"catalogId": "okta", "config": config})).await;
+
+    let body = expect_error(response, 400, tonic::Code::InvalidArgument).await;
+    assert_eq!(crate::support::first_violation(&body)["field"], "config.type_url");
+    server.stop().await;
+}

@@ -29,16 +29,24 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start() -> Self {
-        Self::start_with_origins(&[]).await
+        Self::start_with(|_| {}).await
     }
 
-    /// Starts a server that allows CORS from `origins`. The listener is bound before the
-    /// server task starts, so requests made right away queue instead of failing.
+    /// Starts a server that allows CORS from `origins`.
     pub async fn start_with_origins(origins: &[&str]) -> Self {
+        Self::start_with(|options| {
+            options.cors_allow_origins = origins.iter().map(|origin| (*origin).to_owned()).collect();
+        })
+        .await
+    }
+
+    /// Starts a server after `configure` has adjusted its options. The listener is bound
+    /// before the server task starts, so requests made right away queue instead of failing.
+    pub async fn start_with(configure: impl FnOnce(&mut ServeOptions)) -> Self {
         let data_dir = TempDir::new().expect("create a temporary data directory");
         let mut options = ServeOptions::new(data_dir.path());
         options.shutdown_grace = Duration::from_secs(2);
-        options.cors_allow_origins = origins.iter().map(|origin| (*origin).to_owned()).collect();
+        configure(&mut options);
 
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local address of the listener");

@@ -26,6 +26,16 @@ pub enum Command {
     /// Manage API tokens in a tokens file.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Write the API's encoded FileDescriptorSet, with the google.api.http rules and the
+    /// google.rpc error types, for Envoy's gRPC-JSON transcoder and other tools.
+    DescriptorSet(DescriptorSetArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DescriptorSetArgs {
+    /// File to write; replaced if it exists.
+    #[arg(long, short)]
+    pub output: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -76,7 +86,9 @@ impl Cli {
     pub fn into_serve_args(self) -> ServeArgs {
         match self.into_command() {
             Command::Serve(args) => args,
-            Command::Token(_) => panic!("into_serve_args called for a token command"),
+            Command::Token(_) | Command::DescriptorSet(_) => {
+                panic!("into_serve_args called for a command that does not serve")
+            }
         }
     }
 }
@@ -158,6 +170,16 @@ pub struct ServeArgs {
     /// PEM CA certificates; when set, clients must present a certificate signed by one (mutual TLS).
     #[arg(long, env = "CONNECTORD_TLS_CLIENT_CA", requires = "tls_cert")]
     pub tls_client_ca: Option<PathBuf>,
+
+    /// Origin that browsers may call the REST and gRPC-Web API from, such as
+    /// https://app.example, or * for any. Repeatable; comma-separated in the environment.
+    /// None by default, which disables CORS.
+    #[arg(long = "cors-allow-origin", env = "CONNECTORD_CORS_ALLOW_ORIGINS", value_delimiter = ',', value_parser = parse_cors_origin)]
+    pub cors_allow_origins: Vec<String>,
+}
+
+fn parse_cors_origin(origin: &str) -> Result<String, crate::gateway::OriginError> {
+    crate::gateway::parse_origin(origin).map(|_| origin.to_owned())
 }
 
 impl ServeArgs {
@@ -181,6 +203,7 @@ impl ServeArgs {
                 }),
                 _ => None,
             },
+            cors_allow_origins: self.cors_allow_origins.clone(),
         }
     }
 }
@@ -203,6 +226,29 @@ mod tests {
         let Command::Token(TokenCommand::Create { role, .. }) = cli.into_command() else { panic!() };
         assert_eq!(role, crate::auth::Role::Viewer);
         assert!(Cli::try_parse_from(["connectord", "token", "create", "--name", "ci", "--role", "boss"]).is_err());
+    }
+
+    #[test]
+    fn cors_origins_repeat_and_are_validated() {
+        let cli = Cli::try_parse_from([
+            "connectord",
+            "--cors-allow-origin",
+            "https://a.example",
+            "--cors-allow-origin",
+            "http://localhost:3000",
+        ])
+        .unwrap();
+        assert_eq!(cli.into_serve_args().cors_allow_origins, ["https://a.example", "http://localhost:3000"]);
+        assert!(Cli::try_parse_from(["connectord", "--cors-allow-origin", "a.example"]).is_err());
+        let cli = Cli::try_parse_from(["connectord"]).unwrap();
+        assert!(cli.into_serve_args().cors_allow_origins.is_empty());
+    }
+
+    #[test]
+    fn descriptor_set_subcommand_takes_an_output() {
+        let cli = Cli::try_parse_from(["connectord", "descriptor-set", "--output", "api.pb"]).unwrap();
+        let Some(Command::DescriptorSet(args)) = cli.command else { panic!("descriptor-set was not parsed") };
+        assert_eq!(args.output, PathBuf::from("api.pb"));
     }
 
     #[test]

@@ -2,12 +2,14 @@
 //!
 //! Layers, from the wire inwards: [`api`] (tonic services, validation, statuses), [`domain`]
 //! (the connector model and its rules) and [`store`] (durable storage). [`server`] wires them
-//! into tonic services that a binary or another server mounts.
+//! into tonic services that a binary or another server mounts, and [`gateway`] serves them
+//! as REST/JSON and gRPC-Web on the same port.
 
 pub mod api;
 pub mod auth;
 pub mod cli;
 pub mod domain;
+pub mod gateway;
 pub mod limits;
 pub mod pb;
 pub mod server;

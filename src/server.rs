@@ -60,6 +60,8 @@ pub enum ServerError {
          --insecure-no-auth to accept the risk"
     )]
     Unprotected(std::net::SocketAddr),
+    #[error(transparent)]
+    Gateway(#[from] crate::gateway::GatewayError),
     #[error("final flush at shutdown failed: {0}")]
     Close(#[from] crate::store::StoreError),
 }
@@ -86,6 +88,8 @@ pub struct ServeOptions {
     pub secret_struct_keys: Vec<String>,
     /// Serve TLS (and mutual TLS when a client CA is set) instead of plain text.
     pub tls: Option<crate::tls::TlsFiles>,
+    /// Origins that browsers may call the REST and gRPC-Web API from; empty disables CORS.
+    pub cors_allow_origins: Vec<String>,
 }
 
 impl ServeOptions {
@@ -102,6 +106,7 @@ impl ServeOptions {
             reflection_requires_auth: false,
             secret_struct_keys: crate::domain::secrets::DEFAULT_SECRET_STRUCT_KEYS.iter().map(|key| (*key).to_owned()).collect(),
             tls: None,
+            cors_allow_origins: Vec::new(),
         }
     }
 }
@@ -117,6 +122,9 @@ pub struct Services {
     pub registry: Arc<ConnectorRegistry>,
     /// Runs lease expiry and scheduled syncs; spawn [`run_timers`] with it.
     pub lifecycle: Arc<SyncLifecycle>,
+    /// The config type registry's pool, operator descriptor sets included; the REST gateway
+    /// resolves `Any` values in it.
+    pub descriptor_pool: prost_reflect::DescriptorPool,
 }
 
 impl Services {
@@ -181,6 +189,7 @@ impl ServicesBuilder {
     }
 
     pub fn build(self) -> Result<Services, ServerError> {
+        let descriptor_pool = self.config_types.pool().clone();
         let config_types = Arc::new(self.config_types);
         let registry = Arc::new(ConnectorRegistry::new(Arc::clone(&self.store), Arc::clone(&config_types)));
         let lifecycle = Arc::new(SyncLifecycle::new(Arc::clone(&self.store), self.lifecycle_options));
@@ -213,6 +222,7 @@ impl ServicesBuilder {
                 .add_service(reflection_builder(&self.operator_sets).build_v1alpha()?),
             registry,
             lifecycle,
+            descriptor_pool,
         })
     }
 }
@@ -258,6 +268,17 @@ pub async fn run(
         builder = builder.descriptor_set(&path.display().to_string(), encoded)?;
     }
     let services = builder.build()?;
+    let edge = crate::gateway::EdgeLayer::new(
+        services.descriptor_pool.clone(),
+        &crate::gateway::EdgeOptions {
+            rest_services: vec![
+                pb::connector_service_server::SERVICE_NAME.to_owned(),
+                pb::connector_sync_service_server::SERVICE_NAME.to_owned(),
+            ],
+            cors_allow_origins: options.cors_allow_origins.clone(),
+            max_body_bytes: MAX_MESSAGE_BYTES,
+        },
+    )?;
     let health = services.health_reporter.clone();
     health.set_serving::<ConnectorServiceServer<ConnectorApi>>().await;
     health.set_serving::<ConnectorSyncServiceServer<SyncWorkerApi>>().await;
@@ -277,8 +298,12 @@ pub async fn run(
         set_not_serving(&health).await;
         let _ = shutdown_started.send(());
     };
+    // HTTP/1.1 is accepted for REST and gRPC-Web. The edge layer is outermost, so REST calls
+    // pass every layer added after it, as gRPC calls do.
     let router = tonic::transport::Server::builder()
+        .accept_http1(true)
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .layer(edge)
         .layer(crate::limits::ResourceExhaustedLayer)
         .layer(AuthLayer::new(auth))
         .add_routes(services.into_routes());

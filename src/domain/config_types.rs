@@ -53,7 +53,8 @@ impl ConfigTypes {
         Ok(types)
     }
 
-    /// The pool of every known message type, operator types included.
+    /// The pool that config types are resolved in: the built-in files plus every
+    /// registered descriptor set.
     pub fn pool(&self) -> &DescriptorPool {
         &self.pool
     }

@@ -374,3 +374,36 @@ async fn rejected_create_stores_nothing() {
     let page = client.list(list_request("app-1", 0, "")).await.expect("list").into_inner();
     assert!(page.list.is_empty(), "a rejected create stored {:?}", page.list);
 }
+
+#[tokio::test]
+async fn update_and_delete_reject_overlong_etag() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let created = create(&mut client, "app-1", "valid").await;
+    let overlong = "e".repeat(65);
+
+    let mut request = update_request(&created, &["display_name"]);
+    let connector = request.connector.as_mut().expect("connector");
+    connector.display_name = "renamed".to_owned();
+    connector.etag = overlong.clone();
+    expect_invalid(client.update(request).await, "connector.etag");
+
+    let mut request = delete_request("app-1", &created.id);
+    request.etag = overlong;
+    expect_invalid(client.delete(request).await, "etag");
+
+    assert_eq!(common::get(&mut client, "app-1", &created.id).await, created, "a rejected write changed the connector");
+}
+
+#[tokio::test]
+async fn oversized_request_is_resource_exhausted() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let mut request = create_request("app-1", "huge");
+    // Over the server's 4 MiB message limit, so it fails before any field rule runs.
+    request.description = "d".repeat(connectord::server::MAX_MESSAGE_BYTES + 1);
+
+    let status = client.create(request).await.expect_err("a request over the message limit fails");
+
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+}

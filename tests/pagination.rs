@@ -86,10 +86,15 @@ async fn list_walks_are_stable_under_concurrent_writes() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
     let all = create_many(&client, "app-1", STABLE_COUNT + DOOMED_COUNT).await;
-    let (doomed, stable): (Vec<(usize, String)>, Vec<(usize, String)>) =
-        all.into_iter().enumerate().partition(|(index, _)| index % 6 == 3);
-    let stable: Vec<String> = stable.into_iter().map(|(_, id)| id).collect();
-    let mut doomed: Vec<String> = doomed.into_iter().map(|(_, id)| id).collect();
+    let mut stable = Vec::new();
+    let mut doomed = Vec::new();
+    for (index, id) in all.into_iter().enumerate() {
+        if index % 6 == 3 {
+            doomed.push(id);
+        } else {
+            stable.push(id);
+        }
+    }
     assert_eq!(stable.len(), STABLE_COUNT);
     assert_eq!(doomed.len(), DOOMED_COUNT);
     let mut deleted_before_walk: HashSet<String> = HashSet::new();

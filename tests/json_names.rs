@@ -42,7 +42,10 @@ fn full_connector() -> pb::Connector {
         user_ids: vec!["owner-1".to_owned()],
         config: Some(struct_any()),
         status: Some(full_status()),
-        oauth_authorized_as: Some(pb::OAuth2AuthorizedAs { auth_email: "admin@example.com".to_owned(), authorized_at: timestamp(4) }),
+        oauth_authorized_as: Some(pb::OAuth2AuthorizedAs {
+            auth_email: "admin@example.com".to_owned(),
+            authorized_at: timestamp(4),
+        }),
         download_url: "https://files.example.com/upload.xlsx".to_owned(),
         created_at: timestamp(5),
         updated_at: timestamp(6),
@@ -94,7 +97,8 @@ fn to_json<M: Message + Name>(message: &M) -> Value {
     let descriptor = pool
         .get_message_by_name(&M::full_name())
         .unwrap_or_else(|| panic!("{} is missing from the descriptor set", M::full_name()));
-    let dynamic = DynamicMessage::decode(descriptor, message.encode_to_vec().as_slice()).expect("decode as DynamicMessage");
+    let dynamic =
+        DynamicMessage::decode(descriptor, message.encode_to_vec().as_slice()).expect("decode as DynamicMessage");
     serde_json::to_value(&dynamic).unwrap_or_else(|error| panic!("serialize {}: {error}", M::full_name()))
 }
 
@@ -198,7 +202,8 @@ fn connector_responses_json_keys_match_contract() {
 
     let create = pb::ConnectorServiceCreateResponse { connector_view: Some(full_view()), expanded: vec![struct_any()] };
     assert_eq!(keys(&to_json(&create)), expected, "Create");
-    let delegated = pb::ConnectorServiceCreateDelegatedResponse { connector_view: Some(full_view()), expanded: vec![struct_any()] };
+    let delegated =
+        pb::ConnectorServiceCreateDelegatedResponse { connector_view: Some(full_view()), expanded: vec![struct_any()] };
     assert_eq!(keys(&to_json(&delegated)), expected, "CreateDelegated");
     let get = pb::ConnectorServiceGetResponse { connector_view: Some(full_view()), expanded: vec![struct_any()] };
     assert_eq!(keys(&to_json(&get)), expected, "Get");
@@ -225,8 +230,10 @@ fn credential_responses_json_keys_match_contract() {
     let get = pb::ConnectorServiceGetCredentialsResponse { credential: Some(full_credential()) };
     assert_eq!(keys(&to_json(&get)), names(&["credential"]));
 
-    let rotate =
-        pb::ConnectorServiceRotateCredentialResponse { credential: Some(full_credential()), client_secret: "secret".to_owned() };
+    let rotate = pb::ConnectorServiceRotateCredentialResponse {
+        credential: Some(full_credential()),
+        client_secret: "secret".to_owned(),
+    };
     assert_eq!(keys(&to_json(&rotate)), names(&["credential", "clientSecret"]));
 }
 
@@ -281,16 +288,8 @@ fn create_request_json_keys_match_contract() {
         request_id: "retry-key".to_owned(),
     };
 
-    let expected = names(&[
-        "appId",
-        "catalogId",
-        "displayName",
-        "description",
-        "userIds",
-        "config",
-        "expandMask",
-        "requestId",
-    ]);
+    let expected =
+        names(&["appId", "catalogId", "displayName", "description", "userIds", "config", "expandMask", "requestId"]);
     assert_eq!(keys(&to_json(&request)), expected);
 }
 

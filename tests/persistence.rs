@@ -5,7 +5,9 @@ mod common;
 
 use std::collections::HashSet;
 
-use common::{TestServer, create, create_delegated_request, create_request, delete_request, get, list_all_ids, update_request};
+use common::{
+    TestServer, create, create_delegated_request, create_request, delete_request, get, list_all_ids, update_request,
+};
 
 #[tokio::test]
 async fn connectors_survive_restart() {
@@ -56,7 +58,8 @@ async fn request_ids_survive_restart() {
 
     let server = server.restart().await;
     let mut client = server.client().await;
-    let replay = common::connector_of(client.create(request).await.expect("replayed create").into_inner().connector_view);
+    let replay =
+        common::connector_of(client.create(request).await.expect("replayed create").into_inner().connector_view);
 
     assert_eq!(replay.id, first.id);
     assert_eq!(list_all_ids(&mut client, "app-1", false).await, [first.id]);

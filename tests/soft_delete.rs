@@ -75,7 +75,8 @@ async fn update_of_deleted_connector_fails_precondition() {
 
     let mut connector = address_of(&created);
     connector.display_name = "revived".to_owned();
-    let request = pb::ConnectorServiceUpdateDelegatedRequest { connector: Some(connector), update_mask: None, expand_mask: None };
+    let request =
+        pb::ConnectorServiceUpdateDelegatedRequest { connector: Some(connector), update_mask: None, expand_mask: None };
     expect_code(client.update_delegated(request).await, Code::FailedPrecondition);
 
     assert_eq!(get(&mut client, "app-1", &created.id).await, deleted, "a rejected update changed the connector");

@@ -252,9 +252,7 @@ pub fn expect_code<T: std::fmt::Debug>(result: Result<T, Status>, code: Code) ->
 pub fn violation_description(status: &Status, field: &str) -> String {
     status
         .get_details_bad_request()
-        .and_then(|bad_request| {
-            bad_request.field_violations.into_iter().find(|violation| violation.field == field)
-        })
+        .and_then(|bad_request| bad_request.field_violations.into_iter().find(|violation| violation.field == field))
         .map(|violation| violation.description)
         .unwrap_or_default()
 }
@@ -265,7 +263,8 @@ pub fn struct_config(fields: &[(&str, &str)]) -> prost_types::Any {
         fields: fields
             .iter()
             .map(|(key, text)| {
-                let value = prost_types::Value { kind: Some(prost_types::value::Kind::StringValue((*text).to_owned())) };
+                let value =
+                    prost_types::Value { kind: Some(prost_types::value::Kind::StringValue((*text).to_owned())) };
                 ((*key).to_owned(), value)
             })
             .collect(),
@@ -310,10 +309,8 @@ pub async fn create(client: &mut Client, app_id: &str, display_name: &str) -> pb
 }
 
 pub async fn get(client: &mut Client, app_id: &str, id: &str) -> pb::Connector {
-    let response = client
-        .get(get_request(app_id, id))
-        .await
-        .unwrap_or_else(|status| panic!("get {id} in {app_id}: {status:?}"));
+    let response =
+        client.get(get_request(app_id, id)).await.unwrap_or_else(|status| panic!("get {id} in {app_id}: {status:?}"));
     connector_of(response.into_inner().connector_view)
 }
 
@@ -399,7 +396,8 @@ pub fn write_operator_descriptor_set(dir: &Path) -> PathBuf {
 
 /// Builds an `acme.connectors.v1.OktaConfig` config from the fixture's descriptors.
 pub fn okta_config(domain: &str) -> prost_types::Any {
-    let pool = DescriptorPool::decode(operator_descriptor_set().as_slice()).expect("decode the fixture's descriptor set");
+    let pool =
+        DescriptorPool::decode(operator_descriptor_set().as_slice()).expect("decode the fixture's descriptor set");
     let descriptor = pool.get_message_by_name(OKTA_CONFIG_TYPE).expect("fixture defines OktaConfig");
     let mut message = DynamicMessage::new(descriptor);
     message.set_field_by_name("domain", Value::String(domain.to_owned()));

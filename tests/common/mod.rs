@@ -194,8 +194,10 @@ impl ChildServer {
     }
 
     fn send_signal(&self, signal: libc::c_int) {
-        // SAFETY: kill(2) has no memory effects in this process. The pid is our own child,
-        // which is not reaped before `wait_for_exit`, so the pid cannot have been reused.
+        // tokio clears the id once it has reaped the child; after that the pid may be reused.
+        assert!(self.child.id().is_some(), "connectord (pid {}) has already been reaped", self.pid);
+        // SAFETY: kill(2) has no memory effects in this process, and the assert above makes
+        // sure the pid still names our own child.
         let result = unsafe { libc::kill(self.pid, signal) };
         assert_eq!(result, 0, "kill({}, {signal}) failed: {}", self.pid, std::io::Error::last_os_error());
     }

@@ -4,8 +4,7 @@
 use std::{future::Future, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
-use tonic::{server::NamedService, service::Routes};
+use tonic::{server::NamedService, service::Routes, transport::server::TcpIncoming};
 use tonic_health::{
     ServingStatus,
     server::{HealthReporter, HealthService},
@@ -307,7 +306,9 @@ pub async fn run(
         .layer(crate::limits::ResourceExhaustedLayer)
         .layer(AuthLayer::new(auth))
         .add_routes(services.into_routes());
-    let incoming = TcpListenerStream::new(listener);
+    // tonic ignores the builder's tcp_nodelay for a caller's listener, so it is set here:
+    // with Nagle's algorithm, small responses wait about 40 ms for the client's delayed ACK.
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let serve: std::pin::Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>> = match tls {
         Some(acceptor) => {
             tracing::info!(client_certificates = options.tls.as_ref().is_some_and(|tls| tls.client_ca.is_some()), "serving TLS");
@@ -333,6 +334,9 @@ pub async fn run(
     purge_task.abort();
     timers_task.abort();
     reload_task.abort();
+    // The tasks hold the store; awaiting them makes sure the store is released on return.
+    let _ = purge_task.await;
+    let _ = timers_task.await;
     store.close().await?;
     tracing::info!("stopped; every acknowledged write is on disk");
     Ok(())

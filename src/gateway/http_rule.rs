@@ -207,7 +207,7 @@ mod tests {
                 "/api/v1/apps/{app_id}/connectors/{connector_id}/credentials"
             ]
         );
-        assert_eq!(bindings.len(), 17, "16 RPCs plus one additional binding");
+        assert_eq!(bindings.len(), 21, "20 RPCs plus one additional binding");
     }
 
     #[test]

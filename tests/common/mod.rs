@@ -188,6 +188,11 @@ impl ChildServer {
         self.send_signal(libc::SIGTERM);
     }
 
+    /// Sends SIGHUP, which makes the server reload its tokens file.
+    pub fn hangup(&self) {
+        self.send_signal(libc::SIGHUP);
+    }
+
     /// Sends SIGKILL, which ends the process without any cleanup.
     pub fn kill(&self) {
         self.send_signal(libc::SIGKILL);

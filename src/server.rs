@@ -208,6 +208,8 @@ pub async fn run(
     }
 
     purge_task.abort();
+    // The task holds the store; awaiting it makes sure the store is released on return.
+    let _ = purge_task.await;
     store.close().await?;
     tracing::info!("stopped; every acknowledged write is on disk");
     Ok(())

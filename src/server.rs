@@ -261,6 +261,9 @@ pub async fn run(
 
     purge_task.abort();
     timers_task.abort();
+    // Both tasks hold the store; awaiting them makes sure it is released on return.
+    let _ = purge_task.await;
+    let _ = timers_task.await;
     store.close().await?;
     tracing::info!("stopped; every acknowledged write is on disk");
     Ok(())

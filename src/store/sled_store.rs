@@ -551,7 +551,9 @@ impl Store for SledStore {
 
     async fn close(&self) -> Result<(), StoreError> {
         self.commit.close();
-        self.commit.wait_durable().await
+        let result = self.commit.wait_durable().await;
+        self.commit.stop_flusher();
+        result
     }
 }
 

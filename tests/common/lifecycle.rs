@@ -117,19 +117,20 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Creates a worker for `connector` that sends `authorization` with every call.
+    /// Creates a worker for `connector` that sends `authorization` with every call, or no
+    /// `authorization` metadata at all when it is empty.
     pub async fn new(server: &TestServer, connector: &pb::Connector, authorization: impl Into<String>) -> Self {
+        Self::with_channel(server.channel().await, connector, authorization)
+    }
+
+    /// Creates a worker on an existing channel, such as one to a child-process server.
+    pub fn with_channel(channel: Channel, connector: &pb::Connector, authorization: impl Into<String>) -> Self {
         Self {
-            client: ConnectorSyncServiceClient::new(server.channel().await),
+            client: ConnectorSyncServiceClient::new(channel),
             authorization: authorization.into(),
             app_id: connector.app_id.clone(),
             connector_id: connector.id.clone(),
         }
-    }
-
-    /// Creates a worker that sends no `authorization` metadata at all.
-    pub async fn unauthenticated(server: &TestServer, connector: &pb::Connector) -> Self {
-        Self::new(server, connector, String::new()).await
     }
 
     fn request<T>(&self, message: T) -> Request<T> {

@@ -249,6 +249,22 @@ async fn missing_or_malformed_authorization_is_unauthenticated() {
     valid.claim().await.expect("the unchanged credential still works");
 }
 
+#[tokio::test]
+async fn basic_scheme_is_case_insensitive() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let connector = create(&mut client, "app-1", "okta").await;
+    let issued = rotate(&mut client, &connector).await;
+    let encoded = base64_of(&format!("{}:{}", issued.credential.client_id, issued.secret));
+
+    // Authentication scheme names are case-insensitive (RFC 9110, section 11.1).
+    for scheme in ["Basic", "basic", "BASIC", "bAsIc"] {
+        let mut worker = Worker::new(&server, &connector, format!("{scheme} {encoded}")).await;
+        let result = worker.claim().await;
+        assert!(result.is_ok(), "scheme {scheme:?} was rejected: {result:?}");
+    }
+}
+
 fn base64_of(text: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(text)

@@ -475,3 +475,76 @@ async fn cancel_finished_sync_fails() {
     assert_eq!(get_sync(&mut client, &connector, &done.id).await, done, "a rejected cancel changed the done sync");
     assert_eq!(get_sync(&mut client, &connector, &failed.id).await, failed, "a rejected cancel changed the failed sync");
 }
+
+#[tokio::test]
+async fn concurrent_force_syncs_queue_one() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let connector = create(&mut client, "app-1", "okta").await;
+
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let mut client = client.clone();
+            let connector = connector.clone();
+            tokio::spawn(async move { force_sync(&mut client, &connector).await.id })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for task in tasks {
+        ids.push(task.await.expect("ForceSync task"));
+    }
+
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "concurrent ForceSync calls returned different syncs: {ids:?}");
+    assert_eq!(list_all_syncs(&mut client, &connector, State::Unspecified).await.len(), 1);
+}
+
+#[tokio::test]
+async fn concurrent_claims_hand_out_sync_once() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let connector = create(&mut client, "app-1", "okta").await;
+    let worker = worker_for(&server, &mut client, &connector).await;
+    let queued = force_sync(&mut client, &connector).await;
+
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let mut worker = worker.clone();
+            tokio::spawn(async move { worker.claim().await.map(|sync| sync.map(|sync| sync.id)).map_err(|status| status.code()) })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.push(task.await.expect("claim task"));
+    }
+
+    let claimed: Vec<&String> = outcomes.iter().filter_map(|outcome| outcome.as_ref().ok()?.as_ref()).collect();
+    assert_eq!(claimed, [&queued.id], "the sync was not claimed exactly once: {outcomes:?}");
+    assert!(outcomes.iter().all(Result::is_ok), "a concurrent claim failed: {outcomes:?}");
+}
+
+#[tokio::test]
+async fn worker_requests_are_validated() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let connector = create(&mut client, "app-1", "okta").await;
+    let mut worker = worker_for(&server, &mut client, &connector).await;
+    force_sync(&mut client, &connector).await;
+    let running = worker.claim_one().await;
+
+    let negative_wait = pb::ClaimSyncRequest {
+        app_id: "app-1".to_owned(),
+        connector_id: connector.id.clone(),
+        wait: Some(prost_types::Duration { seconds: -1, nanos: 0 }),
+    };
+    expect_invalid(worker.claim_request(negative_wait).await, "wait");
+    expect_invalid(worker.complete(&running.id, None).await, "result");
+    let long_url = format!("https://artifacts.example.com/{}", "a".repeat(2048));
+    expect_invalid(worker.succeed(&running.id, &long_url).await, "succeeded.artifact_url");
+    expect_invalid(worker.fail(&running.id, &"e".repeat(4097), false).await, "failed.error");
+    expect_invalid(worker.heartbeat("not/an id").await, "sync_id");
+    expect_invalid(worker.succeed("", "").await, "sync_id");
+
+    let unchanged = get_sync(&mut client, &connector, &running.id).await;
+    assert_eq!(unchanged.state(), State::Running, "a rejected request ended the sync");
+}

@@ -19,8 +19,8 @@ use super::{Client, TestServer};
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
 /// Calls `check` until it returns `Some`, at most `limit` long, and returns that value.
-/// Panics with `what` when the limit passes first.
-pub async fn poll_until<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+/// Panics with `condition` in the message when the limit passes first.
+pub async fn poll_until<T, F, Fut>(condition: &str, limit: Duration, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -36,7 +36,7 @@ where
         }
         tokio::time::sleep(POLL_INTERVAL).await;
     }
-    panic!("timed out after {limit:?} waiting until {what}");
+    panic!("timed out after {limit:?} waiting until {condition}");
 }
 
 /// Sleeps until the wall clock has passed `instant`, for waits on server timers that
@@ -46,7 +46,7 @@ pub async fn sleep_past(instant: DateTime<Utc>) {
     tokio::time::sleep(remaining + Duration::from_millis(20)).await;
 }
 
-/// Converts a protobuf timestamp to UTC; panics when it is absent or out of range.
+/// Converts a protobuf timestamp to UTC. Panics when it is absent or out of range.
 #[track_caller]
 pub fn utc(timestamp: &Option<prost_types::Timestamp>) -> DateTime<Utc> {
     let timestamp = timestamp.as_ref().expect("timestamp is set");
@@ -156,6 +156,11 @@ impl Worker {
                 nanos: i32::try_from(wait.subsec_nanos()).expect("nanos fit in i32"),
             }),
         };
+        self.claim_request(message).await
+    }
+
+    /// Sends a ClaimSync request as given, for requests that the helpers cannot build.
+    pub async fn claim_request(&mut self, message: pb::ClaimSyncRequest) -> Result<Option<pb::Sync>, Status> {
         let request = self.request(message);
         Ok(self.client.claim_sync(request).await?.into_inner().sync)
     }
@@ -182,20 +187,21 @@ impl Worker {
 
     pub async fn succeed(&mut self, sync_id: &str, artifact_url: &str) -> Result<pb::Sync, Status> {
         let result = pb::complete_sync_request::Result::Succeeded(pb::SyncSucceeded { artifact_url: artifact_url.to_owned() });
-        self.complete(sync_id, result).await
+        self.complete(sync_id, Some(result)).await
     }
 
     pub async fn fail(&mut self, sync_id: &str, error: &str, data_drop: bool) -> Result<pb::Sync, Status> {
         let result = pb::complete_sync_request::Result::Failed(pb::SyncFailed { error: error.to_owned(), data_drop });
-        self.complete(sync_id, result).await
+        self.complete(sync_id, Some(result)).await
     }
 
-    async fn complete(&mut self, sync_id: &str, result: pb::complete_sync_request::Result) -> Result<pb::Sync, Status> {
+    /// Reports the end of a sync. `None` sends a request without a result.
+    pub async fn complete(&mut self, sync_id: &str, result: Option<pb::complete_sync_request::Result>) -> Result<pb::Sync, Status> {
         let message = pb::CompleteSyncRequest {
             app_id: self.app_id.clone(),
             connector_id: self.connector_id.clone(),
             sync_id: sync_id.to_owned(),
-            result: Some(result),
+            result,
         };
         let request = self.request(message);
         let response = self.client.complete_sync(request).await?.into_inner();
@@ -217,7 +223,7 @@ pub fn force_sync_request(connector: &pb::Connector, request_id: &str) -> pb::Co
     }
 }
 
-/// Queues a sync (or returns the pending one); panics when the call fails.
+/// Queues a sync or returns the pending one. Panics when the call fails.
 pub async fn force_sync(client: &mut Client, connector: &pb::Connector) -> pb::Sync {
     client
         .force_sync(force_sync_request(connector, ""))
@@ -333,7 +339,7 @@ pub fn download_url_request(connector: &pb::Connector, sync_id: &str) -> pb::Con
     }
 }
 
-/// Returns the connector's status; panics when the connector has none.
+/// Returns the connector's status. Panics when the connector has none.
 pub fn status_of(connector: &pb::Connector) -> pb::ConnectorStatus {
     connector.status.clone().expect("connector has a status")
 }

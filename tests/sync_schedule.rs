@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Datelike, LocalResult, NaiveTime, TimeZone, Timelike, Utc, Weekday};
 use chrono_tz::Tz;
 use common::{
-    TestServer, create, delete_request, expect_code, expect_invalid, get,
+    TestServer, create, delete_request, expect_code, expect_invalid, get, update_request,
     lifecycle::{
         list_all_syncs, poll_until, schedule_request, set_schedule, sleep_past, start_again, worker_for,
     },
@@ -238,4 +238,24 @@ async fn missed_runs_after_restart_queue_once() {
 
     let syncs = list_all_syncs(&mut client, &connector, State::Unspecified).await;
     assert_eq!(syncs.len(), 1, "the missed runs queued more than one sync: {syncs:?}");
+}
+
+#[tokio::test]
+async fn update_rejects_schedule_path() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let connector = create(&mut client, "app-1", "okta").await;
+    set_schedule(&mut client, &connector, "0 3 * * *", "UTC").await;
+    let scheduled = get(&mut client, "app-1", &connector.id).await;
+
+    for path in ["schedule", "schedule.cron_spec", "schedule.timezone"] {
+        let mut request = update_request(&connector, &[path]);
+        request.connector.as_mut().expect("connector").schedule =
+            Some(pb::ConnectorScheduleCron { cron_spec: "0 4 * * *".to_owned(), timezone: "UTC".to_owned() });
+        let status = expect_invalid(client.update(request).await, "update_mask.paths[0]");
+        let description = common::violation_description(&status, "update_mask.paths[0]");
+        assert!(description.contains("UpdateConnectorSchedule"), "path {path}: description does not name the RPC: {description}");
+    }
+
+    assert_eq!(get(&mut client, "app-1", &connector.id).await, scheduled, "a rejected update changed the connector");
 }

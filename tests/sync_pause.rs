@@ -4,12 +4,11 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::{
     TestServer, create, delete_request, expect_code, expect_invalid, get,
     lifecycle::{
-        force_sync, get_sync, list_all_syncs, pause_request, poll_until, resume_request, set_schedule, status_of, utc,
+        claim_scheduled_syncs, force_sync, get_sync, list_all_syncs, pause_request, resume_request, set_schedule, status_of,
+        utc,
         worker_for,
     },
 };
@@ -167,16 +166,7 @@ async fn scheduled_runs_skip_paused_connector() {
     // Both schedules are due on every tick, so each scheduled sync of the control connector
     // proves a tick that also handled the paused one. Two such ticks, with the first sync
     // claimed in between, show that the paused connector was skipped more than once.
-    for round in 0..2 {
-        let scheduled = poll_until(&format!("scheduled run {round} of the control connector"), Duration::from_secs(4), || {
-            let mut client = client.clone();
-            let control = control.clone();
-            async move { list_all_syncs(&mut client, &control, State::Pending).await.into_iter().next() }
-        })
-        .await;
-        assert_eq!(scheduled.trigger(), Trigger::Schedule);
-        control_worker.claim_one().await;
-    }
+    claim_scheduled_syncs(&client, &mut control_worker, &control, 2).await;
 
     let syncs = list_all_syncs(&mut client, &paused, State::Unspecified).await;
     assert!(syncs.is_empty(), "the paused connector got scheduled syncs: {syncs:?}");

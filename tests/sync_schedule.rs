@@ -11,7 +11,8 @@ use chrono_tz::Tz;
 use common::{
     TestServer, create, delete_request, expect_code, expect_invalid, get, update_request,
     lifecycle::{
-        list_all_syncs, poll_until, schedule_request, set_schedule, sleep_past, start_again, worker_for,
+        claim_scheduled_syncs, list_all_syncs, poll_until, schedule_request, set_schedule, sleep_past, start_again,
+        worker_for,
     },
 };
 use connectord::pb::{self, sync::State, sync::Trigger};
@@ -188,6 +189,28 @@ async fn due_schedule_queues_sync() {
 }
 
 #[tokio::test]
+async fn deleted_connector_gets_no_scheduled_runs() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let deleted = create(&mut client, "app-1", "deleted").await;
+    let control = create(&mut client, "app-1", "control").await;
+    let mut control_worker = worker_for(&server, &mut client, &control).await;
+    set_schedule(&mut client, &deleted, EVERY_SECOND, "").await;
+    client.delete(delete_request("app-1", &deleted.id)).await.expect("delete");
+    let cancelled_before = list_all_syncs(&mut client, &deleted, State::Unspecified).await;
+
+    // Both schedules are due on every tick, so two scheduled syncs of the control connector
+    // show two ticks that also handled the deleted connector.
+    set_schedule(&mut client, &control, EVERY_SECOND, "").await;
+    claim_scheduled_syncs(&client, &mut control_worker, &control, 2).await;
+
+    let syncs = list_all_syncs(&mut client, &deleted, State::Unspecified).await;
+    assert_eq!(syncs, cancelled_before, "the deleted connector got scheduled syncs");
+    let pending = list_all_syncs(&mut client, &deleted, State::Pending).await;
+    assert!(pending.is_empty(), "the deleted connector has a pending sync: {pending:?}");
+}
+
+#[tokio::test]
 async fn missed_runs_after_restart_queue_once() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -226,15 +249,7 @@ async fn missed_runs_after_restart_queue_once() {
     let control = create(&mut client, "app-1", "control").await;
     let mut control_worker = worker_for(&server, &mut client, &control).await;
     set_schedule(&mut client, &control, EVERY_SECOND, "").await;
-    for round in 0..2 {
-        poll_until(&format!("scheduled run {round} of the control connector"), Duration::from_secs(4), || {
-            let mut client = client.clone();
-            let control = control.clone();
-            async move { list_all_syncs(&mut client, &control, State::Pending).await.into_iter().next() }
-        })
-        .await;
-        control_worker.claim_one().await;
-    }
+    claim_scheduled_syncs(&client, &mut control_worker, &control, 2).await;
 
     let syncs = list_all_syncs(&mut client, &connector, State::Unspecified).await;
     assert_eq!(syncs.len(), 1, "the missed runs queued more than one sync: {syncs:?}");

@@ -283,6 +283,24 @@ pub async fn list_all_syncs(client: &mut Client, connector: &pb::Connector, stat
     panic!("sync list of {} did not end after 1000 pages", connector.id);
 }
 
+/// Waits for `count` scheduled syncs of `connector`, whose schedule runs every second,
+/// and claims each one as it appears. Each claimed sync shows at least one more scheduler
+/// tick, so tests can wait for ticks without sleeping.
+pub async fn claim_scheduled_syncs(client: &Client, worker: &mut Worker, connector: &pb::Connector, count: usize) -> Vec<pb::Sync> {
+    let mut claimed = Vec::with_capacity(count);
+    for index in 0..count {
+        let scheduled = poll_until(&format!("scheduled sync {index} of {} is queued", connector.id), Duration::from_secs(4), || {
+            let mut client = client.clone();
+            let connector = connector.clone();
+            async move { list_all_syncs(&mut client, &connector, pb::sync::State::Pending).await.into_iter().next() }
+        })
+        .await;
+        assert_eq!(scheduled.trigger(), pb::sync::Trigger::Schedule, "sync {} was not queued by the schedule", scheduled.id);
+        claimed.push(worker.claim_one().await);
+    }
+    claimed
+}
+
 pub fn schedule_request(connector: &pb::Connector, cron_spec: &str, timezone: &str) -> pb::ConnectorServiceUpdateConnectorScheduleRequest {
     pb::ConnectorServiceUpdateConnectorScheduleRequest {
         app_id: connector.app_id.clone(),

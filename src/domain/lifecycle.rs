@@ -278,7 +278,7 @@ impl SyncLifecycle {
     }
 
     /// Accepts the data drop of the connector's latest sync and queues a sync with trigger
-    /// `confirm`.
+    /// `confirm`, which replaces a pending sync.
     pub async fn confirm_sync_valid(&self, key: &ConnectorKey, sync_id: &str) -> Result<SyncRun, Error> {
         let sync = with_retries("ConfirmSyncValid", || async {
             let connector = self.live_connector(key).await?;
@@ -307,9 +307,16 @@ impl SyncLifecycle {
             confirmed.updated_at = now;
             confirmed.revision += 1;
             let sync = self.new_sync(key, SyncTrigger::Confirm, now);
+            let mut syncs = vec![Versioned::replacing(confirmed, target.revision)];
+            // A sync requeued after its lease ran out can still be pending. Only one sync may be
+            // pending, and the confirm sync must run next, so it replaces that one.
+            if let Some(pending) = self.store.pending_sync(key).await? {
+                syncs.push(cancelled(pending, "replaced by the sync queued on confirm", now));
+            }
+            syncs.push(Versioned::new(sync.clone()));
             let batch = Batch {
                 connector: Some(Versioned::replacing(connector.clone(), connector.revision)),
-                syncs: vec![Versioned::replacing(confirmed, target.revision), Versioned::new(sync.clone())],
+                syncs,
                 ..Batch::default()
             };
             commit(self.store.as_ref(), &batch, sync).await

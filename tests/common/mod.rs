@@ -3,6 +3,7 @@
 
 // Each test file compiles this module on its own and uses only part of it.
 #![allow(dead_code)]
+pub mod lifecycle;
 
 use std::{
     net::SocketAddr,

@@ -1,6 +1,7 @@
-//! Client secrets never reach the server log: neither the in-process server's tracing
-//! output at TRACE level nor the JSON log of the real binary contains a secret, after
-//! rotations, successful and failed authentications, a revocation and a full sync.
+//! Secrets never reach the server log: neither the in-process server's tracing output at
+//! TRACE level nor the JSON log of the real binary contains a client secret or a secret
+//! config value, after creates and updates with secret configs, rotations, successful and
+//! failed authentications, a revocation and a full sync.
 //!
 //! The in-process test installs its subscriber with `set_default`, which covers only the
 //! current thread. That is enough because `#[tokio::test]` runs a current-thread runtime,
@@ -49,6 +50,26 @@ struct Exercised {
     issued: Vec<IssuedCredential>,
     /// A well-formed secret that no credential has, presented with a real client id.
     wrong_secret: String,
+    /// Secret config values sent in creates and updates.
+    config_secrets: Vec<String>,
+}
+
+/// Creates and updates a connector whose config holds secrets, including an update that
+/// sends the mask back, and returns the secret values used.
+async fn exercise_config_secrets(client: &mut Client) -> Vec<String> {
+    let first = "cfg-secret-alpha-7f3a9c".to_owned();
+    let second = "cfg-secret-beta-2b81de".to_owned();
+    let mut request = common::create_request("app-1", "vaulted");
+    request.config = Some(common::struct_config(&[("domain", "a.example"), ("api_key", &first), ("password", &first)]));
+    let created = client.create(request).await.expect("create with secrets").into_inner().connector_view.unwrap().connector.unwrap();
+
+    for api_key in [second.as_str(), "********"] {
+        let mut update = common::update_request(&created, &["config"]);
+        update.connector.as_mut().unwrap().config =
+            Some(common::struct_config(&[("domain", "b.example"), ("api_key", api_key), ("password", "********")]));
+        client.update(update).await.expect("update with secrets");
+    }
+    vec![first, second]
 }
 
 /// Calls every RPC that takes or returns a secret: two rotations, authentications that succeed
@@ -92,7 +113,8 @@ async fn exercise_credentials(client: &mut Client, channel: Channel) -> Exercise
         .await
         .expect("list credentials");
 
-    Exercised { issued: vec![first, second], wrong_secret }
+    let config_secrets = exercise_config_secrets(client).await;
+    Exercised { issued: vec![first, second], wrong_secret, config_secrets }
 }
 
 /// Asserts that the log shows the credential events and contains none of the secrets.
@@ -106,6 +128,10 @@ fn assert_log_has_no_secrets(log: &str, exercised: &Exercised) {
     }
     assert!(log.contains("authentication failed"), "the log lacks the failed authentications");
     assert!(!log.contains(&exercised.wrong_secret), "the log contains a presented wrong secret");
+    assert!(log.contains("connectord::audit"), "the log lacks the audit events of the config updates");
+    for value in &exercised.config_secrets {
+        assert!(!log.contains(value.as_str()), "the log contains the secret config value {value}");
+    }
 }
 
 #[tokio::test]

@@ -113,6 +113,11 @@ impl TestServer {
     }
 }
 
+/// Connects without TLS, returning the error instead of panicking.
+pub async fn connect_channel_result(addr: SocketAddr) -> Result<Channel, tonic::transport::Error> {
+    Channel::from_shared(format!("http://{addr}")).expect("valid endpoint URI").connect().await
+}
+
 pub async fn connect_channel(addr: SocketAddr) -> Channel {
     Channel::from_shared(format!("http://{addr}"))
         .expect("valid endpoint URI")

@@ -17,7 +17,7 @@ use crate::{
     pb::{self, connector_sync_service_server::ConnectorSyncService},
 };
 
-/// Longest artifact URL accepted, in characters.
+/// Maximum length of an artifact URL, in characters.
 const MAX_URL_CHARS: usize = 2048;
 
 pub struct SyncWorkerApi {

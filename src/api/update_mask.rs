@@ -6,7 +6,7 @@ use prost_types::FieldMask;
 use super::{config::ConfigCheck, validate::Violations};
 use crate::{domain::{ConnectorPatch, Error, connector_text::shorten}, pb};
 
-/// Which update RPC the mask belongs to.
+/// Update RPC that a mask belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpdateScope {
     /// Update: every client-writable field.
@@ -41,7 +41,7 @@ const ALL_WRITABLE: [Writable; 8] = [
 
 const DELEGATED_WRITABLE: [Writable; 3] = [Writable::DisplayName, Writable::Description, Writable::UserIds];
 
-/// What a mask path names.
+/// Kind of field that a mask path names.
 enum PathKind {
     Writable(Writable),
     Immutable,

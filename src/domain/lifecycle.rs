@@ -2,8 +2,8 @@
 //! side that claims them, keeps them alive and reports how they ended.
 //!
 //! Every change that moves a sync also writes the connector's status in the same store
-//! batch, so the two never disagree. Each operation reads, computes a batch and applies it;
-//! when another write lands in between, the store rejects the batch and the operation starts
+//! batch, so the two never disagree. Each operation reads, computes a batch and applies it.
+//! When another write lands in between, the store rejects the batch, so the operation starts
 //! over from fresh reads.
 
 use std::{future::Future, sync::Arc, time::Duration};
@@ -30,7 +30,7 @@ const SWEEP_BATCH: usize = 100;
 pub struct LifecycleOptions {
     /// How long a claimed sync stays with its worker without a heartbeat.
     pub sync_lease: Duration,
-    /// Longest time ClaimSync waits for a pending sync.
+    /// Maximum time ClaimSync waits for a pending sync.
     pub max_claim_wait: Duration,
 }
 
@@ -40,7 +40,7 @@ impl Default for LifecycleOptions {
     }
 }
 
-/// How a worker reports the end of a sync.
+/// End of a sync as the worker reports it.
 #[derive(Debug, Clone)]
 pub enum SyncOutcome {
     Succeeded { artifact_url: String },

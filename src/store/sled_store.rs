@@ -530,7 +530,7 @@ impl Store for SledStore {
     #[tracing::instrument(name = "store.purge_request_ids", skip(self))]
     async fn purge_request_ids(&self, cutoff: DateTime<Utc>) -> Result<usize, StoreError> {
         self.ensure_open()?;
-        // NOTE: this scans every recorded request id; fine at an hourly cadence for millions
+        // NOTE: this scans every recorded request id. That is fine once an hour for millions
         // of entries, but a time-ordered index would make it proportional to what expires.
         let mut removed = 0;
         for entry in self.request_ids.iter() {

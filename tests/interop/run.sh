@@ -6,67 +6,17 @@
 # later runs skip the install. Needs cargo, python3 with venv, and access to PyPI once.
 set -euo pipefail
 
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-repo="$(cd "$here/../.." && pwd)"
-target_dir="${CARGO_TARGET_DIR:-$repo/target}"
-venv="${INTEROP_VENV:-$target_dir/interop-venv}"
-# Seconds to wait for the server to report its address.
-start_timeout=30
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-cargo build --manifest-path "$repo/Cargo.toml" --bin connectord
+build_server
+prepare_venv
 
-if [ ! -x "$venv/bin/python" ]; then
-    python3 -m venv "$venv"
-fi
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$here/requirements.txt"
-
-work="$(mktemp -d)"
-server_pid=""
-stop_server() {
-    if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-        kill -TERM "$server_pid"
-        # The server drains for up to its 10 s shutdown grace; give it a little longer.
-        for _ in $(seq 1 120); do
-            kill -0 "$server_pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        if kill -0 "$server_pid" 2>/dev/null; then
-            echo "connectord (PID $server_pid) did not stop after SIGTERM; sending SIGKILL" >&2
-            kill -KILL "$server_pid"
-        fi
-        wait "$server_pid" 2>/dev/null || true
-    fi
-    rm -rf "$work"
-}
 trap stop_server EXIT
-
-# Port 0 lets the kernel pick a free port; the server logs the one it got.
-"$target_dir/debug/connectord" --listen 127.0.0.1:0 --data-dir "$work/data" --log-format json \
-    2>"$work/server.log" &
-server_pid=$!
-
-address=""
-for _ in $(seq 1 $((start_timeout * 10))); do
-    if ! kill -0 "$server_pid" 2>/dev/null; then
-        echo "connectord exited during start-up; its log:" >&2
-        cat "$work/server.log" >&2
-        exit 1
-    fi
-    address="$(grep '"listening"' "$work/server.log" | grep -o '127\.0\.0\.1:[0-9]\+' | head -n 1 || true)"
-    [ -n "$address" ] && break
-    sleep 0.1
-done
-if [ -z "$address" ]; then
-    echo "connectord did not report its address within ${start_timeout}s; its log:" >&2
-    cat "$work/server.log" >&2
-    exit 1
-fi
-echo "connectord (PID $server_pid) listens on $address"
+start_server
 
 status=0
 "$venv/bin/python" "$here/connector_ops.py" --base-url "http://$address" || status=$?
 if [ "$status" -ne 0 ]; then
-    echo "server log:" >&2
-    tail -n 50 "$work/server.log" >&2
+    print_server_log_tail
 fi
 exit "$status"

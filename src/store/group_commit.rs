@@ -13,15 +13,16 @@ use tokio::sync::{Notify, watch};
 
 use super::StoreError;
 
-/// Blocking operation that makes every write applied so far durable.
-pub(super) type FlushFn = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+/// Blocking operation that makes every write applied so far durable. It fails with
+/// [`StoreError::NoSpace`] when the disk is full and [`StoreError::Flush`] otherwise.
+pub(super) type FlushFn = Arc<dyn Fn() -> Result<(), StoreError> + Send + Sync>;
 
 #[derive(Debug, Clone, Default)]
 struct Completed {
     /// Number of the last finished flush; flushes are numbered from 1.
     generation: u64,
     /// Error of that flush, if it failed.
-    error: Option<String>,
+    error: Option<StoreError>,
 }
 
 pub(super) struct GroupCommit {
@@ -56,7 +57,7 @@ impl GroupCommit {
                 if state.generation >= target {
                     return match &state.error {
                         None => Ok(()),
-                        Some(error) => Err(StoreError::Flush(error.clone())),
+                        Some(error) => Err(error.clone()),
                     };
                 }
             }
@@ -74,6 +75,11 @@ impl GroupCommit {
     pub(super) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::SeqCst)
     }
+
+    /// Returns the error of the last finished flush, if it failed.
+    pub(super) fn last_flush_error(&self) -> Option<StoreError> {
+        self.completed.borrow().error.clone()
+    }
 }
 
 async fn run_flusher(commit: Arc<GroupCommit>, flush: FlushFn) {
@@ -85,7 +91,7 @@ async fn run_flusher(commit: Arc<GroupCommit>, flush: FlushFn) {
         let error = match tokio::task::spawn_blocking(move || flush()).await {
             Ok(Ok(())) => None,
             Ok(Err(error)) => Some(error),
-            Err(join_error) => Some(format!("flush task failed: {join_error}")),
+            Err(join_error) => Some(StoreError::Flush(format!("flush task failed: {join_error}"))),
         };
         if let Some(error) = &error {
             tracing::error!(generation, %error, "flush failed; writes waiting on it are not acknowledged");
@@ -127,9 +133,17 @@ mod tests {
 
     #[tokio::test]
     async fn failed_flush_is_reported_to_its_waiters() {
-        let commit = GroupCommit::start(Arc::new(|| Err("disk on fire".to_owned())));
+        let commit = GroupCommit::start(Arc::new(|| Err(StoreError::Flush("disk on fire".to_owned()))));
         let error = commit.wait_durable().await.unwrap_err();
         assert!(matches!(error, StoreError::Flush(ref message) if message == "disk on fire"));
+        assert!(matches!(commit.last_flush_error(), Some(StoreError::Flush(_))));
+    }
+
+    #[tokio::test]
+    async fn full_disk_flush_keeps_its_kind() {
+        let commit = GroupCommit::start(Arc::new(|| Err(StoreError::NoSpace("ENOSPC".to_owned()))));
+        let error = commit.wait_durable().await.unwrap_err();
+        assert!(matches!(error, StoreError::NoSpace(ref message) if message == "ENOSPC"), "{error}");
     }
 
     #[tokio::test]
@@ -140,7 +154,7 @@ mod tests {
         let counter = Arc::clone(&flushes);
         let commit = GroupCommit::start(Arc::new(move || {
             counter.fetch_add(1, Ordering::SeqCst);
-            release_receiver.lock().unwrap().recv().map_err(|error| error.to_string())
+            release_receiver.lock().unwrap().recv().map_err(|error| StoreError::Flush(error.to_string()))
         }));
 
         // The first waiter starts flush 1 and blocks inside it.

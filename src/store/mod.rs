@@ -3,6 +3,7 @@
 //! A store knows keys, encodings and durability. Every write method returns only after the
 //! change is durable, and every multi-key change is atomic.
 
+mod disk_space;
 mod group_commit;
 mod record;
 pub mod sled_store;
@@ -15,7 +16,7 @@ use crate::domain::{Connector, ConnectorKey};
 pub use sled_store::{SledStore, SledStoreOptions};
 
 /// Failure of a store operation.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The stored revision differs from the expected one: another write came first.
     #[error("{0} was changed by another write")]
@@ -83,4 +84,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Waits until every acknowledged write is durable and stops accepting writes.
     async fn close(&self) -> Result<(), StoreError>;
+
+    /// Returns the error that writes would fail with now for a reason that outlasts one
+    /// request, such as a full disk, or `Ok` when writes are expected to succeed.
+    fn check_writable(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }

@@ -23,6 +23,7 @@ use sled::{
 
 use super::{
     Inserted, Store, StoreError,
+    disk_space::{DiskSpaceReserve, is_no_space},
     group_commit::GroupCommit,
     record::{decode_connector, decode_request_id, encode_connector, encode_request_id, stored_revision},
 };
@@ -33,11 +34,23 @@ pub struct SledStoreOptions {
     pub path: PathBuf,
     /// Size of sled's page cache in bytes.
     pub cache_capacity_bytes: u64,
+    /// Writes fail with [`StoreError::NoSpace`] while fewer bytes than this are free on the
+    /// data directory's file system; 0 turns the check off.
+    pub min_free_disk_bytes: u64,
+    /// UNSAFE, for tests only: acknowledge writes without waiting for a flush and turn off
+    /// sled's periodic flush, so a crash loses acknowledged writes. Crash tests use it to
+    /// show that their check detects lost writes.
+    pub unsafe_skip_flush_for_tests: bool,
 }
 
 impl SledStoreOptions {
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        Self { path: path.into(), cache_capacity_bytes: 256 * 1024 * 1024 }
+        Self {
+            path: path.into(),
+            cache_capacity_bytes: 256 * 1024 * 1024,
+            min_free_disk_bytes: 0,
+            unsafe_skip_flush_for_tests: false,
+        }
     }
 }
 
@@ -54,6 +67,8 @@ pub struct SledStore {
     live_connectors: sled::Tree,
     request_ids: sled::Tree,
     commit: Arc<GroupCommit>,
+    disk_space: DiskSpaceReserve,
+    skip_flush: bool,
 }
 
 impl SledStore {
@@ -63,9 +78,16 @@ impl SledStore {
     pub fn open(options: &SledStoreOptions) -> Result<Self, OpenError> {
         let open_error = |reason: String| OpenError { path: options.path.clone(), reason };
 
+        let periodic_flush_ms = if options.unsafe_skip_flush_for_tests {
+            tracing::warn!("UNSAFE test mode: writes are acknowledged before they are durable");
+            None
+        } else {
+            Some(500)
+        };
         let db = sled::Config::new()
             .path(&options.path)
             .cache_capacity(options.cache_capacity_bytes)
+            .flush_every_ms(periodic_flush_ms)
             .open()
             .map_err(|error| open_error(describe_open_error(&error)))?;
         let open_tree = |name: &str| {
@@ -79,14 +101,29 @@ impl SledStore {
         let flush_db = db.clone();
         let commit = GroupCommit::start(Arc::new(move || flush_durably(&flush_db, &data_file)));
 
-        Ok(Self { connectors, live_connectors, request_ids, commit })
+        Ok(Self {
+            connectors,
+            live_connectors,
+            request_ids,
+            commit,
+            disk_space: DiskSpaceReserve::new(options.path.clone(), options.min_free_disk_bytes),
+            skip_flush: options.unsafe_skip_flush_for_tests,
+        })
     }
 
+    /// Checks the preconditions of a write: the store is open and the disk has room.
     fn ensure_open(&self) -> Result<(), StoreError> {
         if self.commit.is_closed() {
             return Err(StoreError::Closed);
         }
-        Ok(())
+        self.disk_space.check()
+    }
+
+    async fn wait_durable(&self) -> Result<(), StoreError> {
+        if self.skip_flush {
+            return Ok(());
+        }
+        self.commit.wait_durable().await
     }
 
     fn read_connector(&self, key: &[u8]) -> Result<Option<Connector>, StoreError> {
@@ -100,11 +137,17 @@ impl SledStore {
 /// Flushes sled's log, then fsyncs the data file: sled's own flush uses `sync_file_range`
 /// on Linux, which does not reach the device cache, so without the fsync a power loss could
 /// undo acknowledged writes.
-fn flush_durably(db: &sled::Db, data_file: &Path) -> Result<(), String> {
-    db.flush().map_err(|error| error.to_string())?;
-    let file = std::fs::File::open(data_file)
-        .map_err(|error| format!("cannot open {} for fsync: {error}", data_file.display()))?;
-    file.sync_data().map_err(|error| format!("fsync of {} failed: {error}", data_file.display()))
+fn flush_durably(db: &sled::Db, data_file: &Path) -> Result<(), StoreError> {
+    db.flush().map_err(|error| match error {
+        sled::Error::Io(io) if is_no_space(&io) => StoreError::NoSpace(io.to_string()),
+        other => StoreError::Flush(other.to_string()),
+    })?;
+    let io_error = |action: &str, error: std::io::Error| {
+        let message = format!("{action} {} failed: {error}", data_file.display());
+        if is_no_space(&error) { StoreError::NoSpace(message) } else { StoreError::Flush(message) }
+    };
+    let file = std::fs::File::open(data_file).map_err(|error| io_error("opening for fsync", error))?;
+    file.sync_data().map_err(|error| io_error("fsync of", error))
 }
 
 fn describe_open_error(error: &sled::Error) -> String {
@@ -124,7 +167,7 @@ fn describe_open_error(error: &sled::Error) -> String {
 
 fn backend_error(error: sled::Error) -> StoreError {
     match error {
-        sled::Error::Io(io) if io.kind() == std::io::ErrorKind::StorageFull => {
+        sled::Error::Io(io) if is_no_space(&io) => {
             StoreError::NoSpace(io.to_string())
         }
         other => StoreError::Backend(other.to_string()),
@@ -193,7 +236,7 @@ impl Store for SledStore {
             .map_err(transaction_error)?;
 
         // A replay waits too: the first insert may still be waiting for its own flush.
-        self.commit.wait_durable().await?;
+        self.wait_durable().await?;
         Ok(outcome)
     }
 
@@ -269,7 +312,7 @@ impl Store for SledStore {
             })
             .map_err(transaction_error)?;
 
-        self.commit.wait_durable().await
+        self.wait_durable().await
     }
 
     #[tracing::instrument(name = "store.purge_request_ids", skip(self))]
@@ -294,7 +337,7 @@ impl Store for SledStore {
             }
         }
         if removed > 0 {
-            self.commit.wait_durable().await?;
+            self.wait_durable().await?;
         }
         Ok(removed)
     }
@@ -302,5 +345,15 @@ impl Store for SledStore {
     async fn close(&self) -> Result<(), StoreError> {
         self.commit.close();
         self.commit.wait_durable().await
+    }
+
+    /// Fails while the disk is below its reserve, or while the last flush failed. After a
+    /// failed log write, sled 0.34.7 rejects every write until the database is opened again.
+    fn check_writable(&self) -> Result<(), StoreError> {
+        self.disk_space.check()?;
+        match self.commit.last_flush_error() {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
     }
 }

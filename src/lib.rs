@@ -4,11 +4,14 @@
 //! (the connector model and its rules) and [`store`] (durable storage). [`server`] wires them
 //! into tonic services that a binary or another server mounts.
 
+pub mod admission;
 pub mod api;
 pub mod cli;
+pub mod connection_limit;
 pub mod domain;
 pub mod limits;
 pub mod pb;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod write_health;

@@ -4,7 +4,6 @@
 use std::{future::Future, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{server::NamedService, service::Routes};
 use tonic_health::{
     ServingStatus,
@@ -12,7 +11,9 @@ use tonic_health::{
 };
 
 use crate::{
+    admission::{AdmissionLayer, AdmissionLimits},
     api::{ConnectorApi, ConnectorApiOptions},
+    connection_limit::{ConnectionLimits, limited_incoming},
     domain::{ConfigTypeError, ConfigTypes, ConnectorRegistry},
     pb::{self, connector_service_server::ConnectorServiceServer},
     store::{SledStore, SledStoreOptions, Store, sled_store::OpenError},
@@ -25,6 +26,9 @@ pub const MAX_CONCURRENT_STREAMS: u32 = 1024;
 /// How long a Create request id is remembered.
 pub const REQUEST_ID_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
 const REQUEST_ID_PURGE_INTERVAL: Duration = Duration::from_secs(60 * 60);
+/// Default free-space reserve of the data directory's file system, in bytes.
+// NOTE: an estimate that leaves sled room for its log segments and snapshots, not measured.
+pub const DEFAULT_MIN_FREE_DISK_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Failure to build or run the server.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +56,12 @@ pub struct ServeOptions {
     pub max_config_bytes: usize,
     /// How long in-flight calls may run after shutdown starts.
     pub shutdown_grace: Duration,
+    pub connection_limits: ConnectionLimits,
+    pub admission: AdmissionLimits,
+    /// Free bytes kept on the data directory's file system; writes fail below it.
+    pub min_free_disk_bytes: u64,
+    /// UNSAFE, for tests only: see [`SledStoreOptions::unsafe_skip_flush_for_tests`].
+    pub unsafe_skip_flush_for_tests: bool,
 }
 
 impl ServeOptions {
@@ -61,6 +71,10 @@ impl ServeOptions {
             descriptor_sets: Vec::new(),
             max_config_bytes: ConnectorApiOptions::default().max_config_bytes,
             shutdown_grace: Duration::from_secs(10),
+            connection_limits: ConnectionLimits::default(),
+            admission: AdmissionLimits::default(),
+            min_free_disk_bytes: DEFAULT_MIN_FREE_DISK_BYTES,
+            unsafe_skip_flush_for_tests: false,
         }
     }
 }
@@ -163,7 +177,12 @@ pub async fn run(
     options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    let store = Arc::new(SledStore::open(&SledStoreOptions::new(&options.data_dir))?);
+    let store_options = SledStoreOptions {
+        min_free_disk_bytes: options.min_free_disk_bytes,
+        unsafe_skip_flush_for_tests: options.unsafe_skip_flush_for_tests,
+        ..SledStoreOptions::new(&options.data_dir)
+    };
+    let store = Arc::new(SledStore::open(&store_options)?);
     tracing::info!(data_dir = %options.data_dir.display(), "store opened");
 
     let mut builder = ServicesBuilder::new(store.clone())?.max_config_bytes(options.max_config_bytes);
@@ -175,6 +194,11 @@ pub async fn run(
     let services = builder.build()?;
     let health = services.health_reporter.clone();
     health.set_serving::<ConnectorServiceServer<ConnectorApi>>().await;
+    let write_health_task = tokio::spawn(crate::write_health::report_write_health(
+        store.clone(),
+        health.clone(),
+        crate::write_health::WRITE_HEALTH_INTERVAL,
+    ));
 
     let purge_task = tokio::spawn(purge_request_ids(store.clone()));
     let local_addr: Option<SocketAddr> = listener.local_addr().ok();
@@ -183,15 +207,18 @@ pub async fn run(
     let (shutdown_started, shutdown_started_receiver) = tokio::sync::oneshot::channel();
     let signal = async move {
         shutdown.await;
+        write_health_task.abort();
         tracing::info!("shutdown started: health is NOT_SERVING and no new connections are accepted");
         set_not_serving(&health).await;
         let _ = shutdown_started.send(());
     };
+    let (incoming, accept_task) = limited_incoming(listener, options.connection_limits);
     let serve = tonic::transport::Server::builder()
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
         .layer(crate::limits::ResourceExhaustedLayer)
+        .layer(AdmissionLayer::new(options.admission))
         .add_routes(services.into_routes())
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+        .serve_with_incoming_shutdown(incoming, signal);
 
     // tonic waits without limit for open calls and streams to end; the grace period bounds it.
     let grace = options.shutdown_grace;
@@ -208,6 +235,7 @@ pub async fn run(
     }
 
     purge_task.abort();
+    accept_task.abort();
     store.close().await?;
     tracing::info!("stopped; every acknowledged write is on disk");
     Ok(())

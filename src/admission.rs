@@ -1,6 +1,11 @@
 //! Admission control for connector RPCs: a bounded number run at once, a bounded number
 //! wait for a slot, and the rest are rejected at once with `RESOURCE_EXHAUSTED`.
 //!
+//! A call asks for a slot only once its request body is complete. Otherwise streams whose
+//! body never arrives could take every slot and lock all other clients out. Every connector
+//! RPC is unary, so the body is one message of at most [`MAX_MESSAGE_BYTES`], which tonic
+//! would buffer anyway.
+//!
 //! Health and reflection calls are not limited, so probes still get responses while the
 //! server sheds load.
 
@@ -15,11 +20,17 @@ use std::{
     time::Duration,
 };
 
+use bytes::Bytes;
 use http::{Request, Response};
+use http_body_util::{BodyExt, Full, Limited};
 use tokio::sync::Semaphore;
+use tonic::body::Body;
 use tower::{Layer, Service};
 
-use crate::pb::connector_service_server::SERVICE_NAME;
+use crate::{pb::connector_service_server::SERVICE_NAME, server::MAX_MESSAGE_BYTES};
+
+/// Length of the gRPC frame header in front of each message.
+const GRPC_FRAME_HEADER_BYTES: usize = 5;
 
 /// Bounds of [`AdmissionLayer`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,11 +100,10 @@ impl Drop for QueuePlace<'_> {
     }
 }
 
-impl<S, RequestBody, ResponseBody> Service<Request<RequestBody>> for AdmissionService<S>
+impl<S, ResponseBody> Service<Request<Body>> for AdmissionService<S>
 where
-    S: Service<Request<RequestBody>, Response = Response<ResponseBody>> + Clone + Send + 'static,
+    S: Service<Request<Body>, Response = Response<ResponseBody>> + Clone + Send + 'static,
     S::Future: Send + 'static,
-    RequestBody: Send + 'static,
     ResponseBody: Default + Send + 'static,
 {
     type Response = Response<ResponseBody>;
@@ -104,7 +114,7 @@ where
         self.inner.poll_ready(context)
     }
 
-    fn call(&mut self, request: Request<RequestBody>) -> Self::Future {
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
         if !request.uri().path().starts_with(&self.admission.path_prefix) {
             return Box::pin(self.inner.call(request));
         }
@@ -113,12 +123,36 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let admission = Arc::clone(&self.admission);
         Box::pin(async move {
+            let request = match read_body(request).await {
+                Ok(request) => request,
+                Err(status) => return Ok(status.into_http()),
+            };
             let Some(_running) = admit(&admission).await else {
                 return Ok(overloaded(&admission.limits));
             };
             inner.call(request).await
         })
     }
+}
+
+/// Reads the whole request body, up to one gRPC message of the maximum size, and returns
+/// the request with the body in memory.
+async fn read_body(request: Request<Body>) -> Result<Request<Body>, tonic::Status> {
+    let (parts, body) = request.into_parts();
+    let limit = MAX_MESSAGE_BYTES + GRPC_FRAME_HEADER_BYTES;
+    let bytes: Bytes = match Limited::new(body, limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+            return Err(tonic::Status::resource_exhausted(format!(
+                "request body is larger than the limit of {MAX_MESSAGE_BYTES} bytes per message"
+            )));
+        }
+        Err(error) => {
+            tracing::debug!(%error, "reading a request body failed");
+            return Err(tonic::Status::cancelled(format!("reading the request body failed: {error}")));
+        }
+    };
+    Ok(Request::from_parts(parts, Body::new(Full::new(bytes))))
 }
 
 /// Waits for a slot to run in; `None` when the queue is full or the wait timed out.
@@ -164,7 +198,7 @@ mod tests {
         release: Arc<Semaphore>,
     }
 
-    impl Service<Request<()>> for Blocking {
+    impl Service<Request<Body>> for Blocking {
         type Response = Response<String>;
         type Error = Infallible;
         type Future = Pin<Box<dyn Future<Output = Result<Response<String>, Infallible>> + Send>>;
@@ -173,7 +207,7 @@ mod tests {
             Poll::Ready(Ok(()))
         }
 
-        fn call(&mut self, _: Request<()>) -> Self::Future {
+        fn call(&mut self, _: Request<Body>) -> Self::Future {
             let release = Arc::clone(&self.release);
             Box::pin(async move {
                 release.acquire().await.unwrap().forget();
@@ -182,8 +216,8 @@ mod tests {
         }
     }
 
-    fn connector_call() -> Request<()> {
-        Request::builder().uri(format!("/{SERVICE_NAME}/Get")).body(()).unwrap()
+    fn connector_call() -> Request<Body> {
+        Request::builder().uri(format!("/{SERVICE_NAME}/Get")).body(Body::empty()).unwrap()
     }
 
     fn grpc_status(response: &Response<String>) -> Option<&str> {
@@ -227,7 +261,7 @@ mod tests {
 
         let _running = tokio::spawn(service.call(connector_call()));
         tokio::task::yield_now().await;
-        let health = tokio::spawn(service.call(Request::builder().uri("/grpc.health.v1.Health/Check").body(()).unwrap()));
+        let health = tokio::spawn(service.call(Request::builder().uri("/grpc.health.v1.Health/Check").body(Body::empty()).unwrap()));
         release.add_permits(2);
         let response = health.await.unwrap().unwrap();
         assert_eq!(grpc_status(&response), None);

@@ -1,7 +1,7 @@
 //! Admission control for connector RPCs: a bounded number run at once, a bounded number
 //! wait for a slot, and the rest are rejected at once with `RESOURCE_EXHAUSTED`.
 //!
-//! A call asks for a slot only once its request body is complete. Otherwise streams whose
+//! A call requests a slot only once its request body is complete. Otherwise streams whose
 //! body never arrives could take every slot and lock all other clients out. Every connector
 //! RPC is unary, so the body is one message of at most [`MAX_MESSAGE_BYTES`], which tonic
 //! would buffer anyway.

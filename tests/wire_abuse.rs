@@ -128,7 +128,8 @@ async fn oversized_message_is_resource_exhausted() {
 
 /// HPACK literal header field without indexing, with a literal name (RFC 7541, 6.2.2).
 fn hpack_literal(block: &mut Vec<u8>, name: &str, value: &str) {
-    assert!(name.len() < 127 && value.len() < 127);
+    assert!(name.len() < 127, "{name} needs a multi-byte length");
+    assert!(value.len() < 127, "{value} needs a multi-byte length");
     block.push(0x00);
     block.push(name.len() as u8);
     block.extend_from_slice(name.as_bytes());
@@ -279,8 +280,8 @@ async fn stalled_stream_reader_does_not_block_others() {
     let server = ServerProcess::start(data_dir.path(), &[]);
     let before_kib = server.resident_kib();
 
-    // A client with a 1 KiB stream window asks for reflection data many times over and
-    // never reads the responses.
+    // A client with a 1 KiB stream window sends many reflection requests and never reads
+    // the responses.
     let tcp = TcpStream::connect(server.address).await.unwrap();
     let (send_request, connection) = h2::client::Builder::new().initial_window_size(1024).handshake::<_, Bytes>(tcp).await.unwrap();
     tokio::spawn(async move {

@@ -270,7 +270,12 @@ impl Store for SledStore {
             return Ok(page);
         }
 
-        for entry in self.live_connectors.range(range).take(limit) {
+        // Reads past `limit` index entries when some are skipped: a short page would tell
+        // the caller that the list has ended although live connectors follow.
+        for entry in self.live_connectors.range(range) {
+            if page.len() == limit {
+                break;
+            }
             let (key, _) = entry.map_err(backend_error)?;
             // A delete between the two reads leaves a deleted record here; skip it as if
             // the index had been read a moment later.
@@ -355,5 +360,58 @@ impl Store for SledStore {
             Some(error) => Err(error),
             None => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+
+    use super::*;
+    use crate::domain::ConnectorStatus;
+
+    fn connector(id: &str) -> Connector {
+        let now = Utc::now();
+        Connector {
+            id: id.to_owned(),
+            app_id: "app".to_owned(),
+            catalog_id: "catalog".to_owned(),
+            display_name: id.to_owned(),
+            description: String::new(),
+            user_ids: Vec::new(),
+            config: None,
+            status: ConnectorStatus::default(),
+            oauth_authorized_as: None,
+            download_url: String::new(),
+            created_at: now,
+            updated_at: now,
+            deleted_at: None,
+            sync_resource_type_ids: None,
+            profile_allow_list: Vec::new(),
+            profile_ignore_list: Vec::new(),
+            disable_check_bad_sync: false,
+            can_resume_sync: false,
+            sync_disabled: None,
+            revision: 1,
+        }
+    }
+
+    /// A delete that lands between the index read and the record read of a list must not
+    /// shorten the page, because a short page ends the caller's walk.
+    #[tokio::test]
+    async fn list_page_stays_full_past_concurrent_delete() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = SledStore::open(&SledStoreOptions::new(directory.path())).unwrap();
+        for id in ["a", "b", "c"] {
+            store.insert_connector(&connector(id), None).await.unwrap();
+        }
+        // The record of b is deleted while its index entry is still there, as a list sees
+        // it when the delete commits between its two reads.
+        let deleted = Connector { deleted_at: Some(Utc::now()), revision: 2, ..connector("b") };
+        store.connectors.insert(scoped_key("app", "b"), encode_connector(&deleted)).unwrap();
+
+        let page = store.list_connectors("app", None, 2, false).await.unwrap();
+        let ids: Vec<&str> = page.iter().map(|connector| connector.id.as_str()).collect();
+        assert_eq!(ids, ["a", "c"]);
     }
 }

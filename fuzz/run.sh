@@ -53,3 +53,4 @@ if [ "${#failed[@]}" -gt 0 ]; then
     exit 1
 fi
 echo "fuzz: ${#targets[@]} targets ran ${seconds}s each without failures"
+echo "fuzz: ${#targets[@]} passed, 0 failed"

@@ -13,5 +13,6 @@ pub mod limits;
 pub mod pb;
 pub mod server;
 pub mod store;
+pub mod stream_shutdown;
 pub mod telemetry;
 pub mod write_health;

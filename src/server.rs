@@ -17,6 +17,7 @@ use crate::{
     domain::{ConfigTypeError, ConfigTypes, ConnectorRegistry},
     pb::{self, connector_service_server::ConnectorServiceServer},
     store::{SledStore, SledStoreOptions, Store, sled_store::OpenError},
+    stream_shutdown::StreamShutdown,
 };
 
 /// Largest gRPC message accepted or sent, in bytes.
@@ -205,16 +206,21 @@ pub async fn run(
     tracing::info!(local_addr = ?local_addr, "listening");
 
     let (shutdown_started, shutdown_started_receiver) = tokio::sync::oneshot::channel();
+    let stream_shutdown = StreamShutdown::new();
+    let end_streams = stream_shutdown.layer();
     let signal = async move {
         shutdown.await;
         write_health_task.abort();
         tracing::info!("shutdown started: health is NOT_SERVING and no new connections are accepted");
         set_not_serving(&health).await;
+        // Watch and reflection streams never end by themselves and would hold the drain.
+        stream_shutdown.trigger();
         let _ = shutdown_started.send(());
     };
     let (incoming, accept_task) = limited_incoming(listener, options.connection_limits);
     let serve = tonic::transport::Server::builder()
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .layer(end_streams)
         .layer(crate::limits::ResourceExhaustedLayer)
         .layer(AdmissionLayer::new(options.admission))
         .add_routes(services.into_routes())

@@ -19,12 +19,15 @@ use tonic::Code;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
 
 const WORKERS: usize = 8;
-const GRACE: Duration = Duration::from_secs(3);
+const GRACE: Duration = Duration::from_secs(10);
+/// Longest time from SIGTERM to exit: in-flight creates take milliseconds, and the open
+/// Watch stream must not hold the process for the whole grace period.
+const PROMPT_EXIT: Duration = Duration::from_secs(5);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_write_load() {
     let data_dir = tempfile::tempdir().unwrap();
-    let mut server = ServerProcess::start(data_dir.path(), &["--shutdown-grace", "3s"]);
+    let mut server = ServerProcess::start(data_dir.path(), &["--shutdown-grace", "10s"]);
 
     let mut health = HealthClient::new(server.channel().await);
     let mut watch = health.watch(HealthCheckRequest { service: String::new() }).await.unwrap().into_inner();
@@ -45,9 +48,18 @@ async fn sigterm_under_write_load() {
     let not_serving = not_serving.expect("watch stream open").expect("watch message");
     assert_eq!(not_serving.status, ServingStatus::NotServing as i32);
 
+    let ended = tokio::time::timeout(Duration::from_secs(5), watch.next()).await.expect("watch stream ends after NOT_SERVING");
+    match ended {
+        None => {}
+        Some(Err(status)) => assert_eq!(status.code(), Code::Unavailable, "{status:?}"),
+        Some(Ok(message)) => panic!("unexpected health message after NOT_SERVING: {message:?}"),
+    }
+
     let status = server.wait_exit(GRACE + Duration::from_secs(10)).expect("server exits within the grace period");
+    let exit_time = signalled.elapsed();
     assert!(status.success(), "exit status {status:?}; log:\n{}", server.log_text());
-    eprintln!("exited {:?} after SIGTERM", signalled.elapsed());
+    assert!(exit_time < PROMPT_EXIT, "exit took {exit_time:?} with a Watch stream open; grace is {GRACE:?}");
+    eprintln!("exited {exit_time:?} after SIGTERM");
     stop.store(true, Ordering::SeqCst);
 
     let mut acknowledged = Vec::new();

@@ -1,8 +1,8 @@
 //! Ends open response streams, such as health Watch and reflection, once shutdown starts.
 //!
 //! tonic's graceful shutdown waits until every response has ended, and a Watch stream never
-//! ends by itself. Without this layer one watching client holds the process until the grace
-//! period runs out. Streams end with `UNAVAILABLE` after they have sent every message that
+//! ends by itself. Without this layer one watching client keeps the process running until
+//! the grace period runs out. Streams end with `UNAVAILABLE` after they have sent every message that
 //! was ready, so a Watch client still receives the NOT_SERVING update that precedes it.
 //!
 //! Connector RPCs are unary and are left alone: their responses end by themselves, and

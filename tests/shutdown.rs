@@ -20,7 +20,7 @@ use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus,
 
 const WORKERS: usize = 8;
 const GRACE: Duration = Duration::from_secs(10);
-/// Longest time from SIGTERM to exit: in-flight creates take milliseconds, and the open
+/// Maximum time from SIGTERM to exit: in-flight creates take milliseconds, and the open
 /// Watch stream must not hold the process for the whole grace period.
 const PROMPT_EXIT: Duration = Duration::from_secs(5);
 

@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 
 use prost::Message;
 
-const TARGETS: [(&str, fn(&[u8])); 4] = [
+/// A fuzz target's name and the check it runs on each input.
+type Target = (&'static str, fn(&[u8]));
+
+const TARGETS: [Target; 4] = [
     ("rpc_request", harness::check_rpc),
     ("update_mask", harness::check_update_mask),
     ("page_token", harness::check_page_token),
@@ -99,7 +102,7 @@ fn write_seed_inputs() {
     for (index, payload) in requests.iter().enumerate() {
         let mut input = vec![index as u8];
         input.extend_from_slice(payload);
-        write("rpc_request", &format!("{}", harness::RPC_NAMES[index]), &input);
+        write("rpc_request", harness::RPC_NAMES[index], &input);
     }
     write("update_mask", "display_name", b"\x02display_name");
     write("update_mask", "camel_case_paths", b"\x0edisplayName,userIds,description");

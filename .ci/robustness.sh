@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Bounded robustness checks for CI: crash loop (and its control run), full disk, wire
 # abuse, overload, shutdown under load, fuzz regressions, and a short run of every fuzz
-# target. docs/reliability.md says what each one proves and how to run it longer.
+# target. docs/reliability.md describes what each one proves and how to run it longer.
 #
 # Environment: CRASH_ROUNDS (default 20), CONTROL_ROUNDS (default 8), FUZZ_SECONDS per
 # target (default 20). Everything talks to 127.0.0.1 only. The full-disk tests mount a

@@ -75,6 +75,7 @@ fn write_seed_inputs() {
         }
         .encode_to_vec(),
     };
+
     let requests: Vec<Vec<u8>> = vec![
         pb::ConnectorServiceCreateRequest { app_id: app.clone(), catalog_id: "okta".into(), display_name: "x".into(), config: Some(struct_config.clone()), request_id: "r1".into(), ..Default::default() }.encode_to_vec(),
         pb::ConnectorServiceCreateDelegatedRequest { app_id: app.clone(), catalog_id: "okta".into(), user_ids: vec!["u1".into()], ..Default::default() }.encode_to_vec(),
@@ -93,26 +94,31 @@ fn write_seed_inputs() {
         pb::ConnectorServiceConfirmSyncValidRequest { app_id: app.clone(), connector_id: id.clone(), sync_lifecycle_id: "s1".into() }.encode_to_vec(),
         pb::ConnectorServiceGetConnectorSyncDownloadUrlRequest { app_id: app.clone(), connector_id: id.clone(), sync_id: "s1".into() }.encode_to_vec(),
     ];
+
     let seeds = fuzz_dir().join("seeds");
     let write = |target: &str, name: &str, bytes: &[u8]| {
         let directory = seeds.join(target);
         std::fs::create_dir_all(&directory).unwrap();
         std::fs::write(directory.join(name), bytes).unwrap();
     };
+
     for (index, payload) in requests.iter().enumerate() {
         let mut input = vec![index as u8];
         input.extend_from_slice(payload);
         write("rpc_request", harness::RPC_NAMES[index], &input);
     }
+
     write("update_mask", "display_name", b"\x02display_name");
     write("update_mask", "camel_case_paths", b"\x0edisplayName,userIds,description");
     write("update_mask", "delegated_config", b"\x01config");
     write("update_mask", "star", b"\x7f*");
+
     let token = connectord::api::page_token::encode("app", false, "01HZX0000");
     let mut input = vec![0, 3];
     input.extend_from_slice(b"app");
     input.extend_from_slice(token.as_bytes());
     write("page_token", "valid_token", &input);
+
     write("config_any", "struct", &[0, 0x0a, 0x0c, 0x0a, 0x01, b'k', 0x12, 0x07, 0x1a, 0x05, b'v', b'a', b'l', b'u', b'e']);
     write("config_any", "struct_number", &[0, 0x0a, 0x0e, 0x0a, 0x01, b'n', 0x12, 0x09, 0x11, 0, 0, 0, 0, 0, 0, 0xf0, 0x3f]);
     write("config_any", "reflection_request", &[1, 0x3a, 0x03, b'a', b'.', b'B']);

@@ -1,7 +1,7 @@
 //! Fuzz checks for connectord's request decoding and validation, shared by the cargo-fuzz
 //! targets in `fuzz_targets/` and by `tests/fuzz_regressions.rs`, which replays saved inputs
-//! as a normal test. Each check takes raw bytes, must never panic, and asserts the
-//! invariants of one part of the edge.
+//! as a normal test. Each check takes raw bytes and panics when an invariant of one part of
+//! the edge fails.
 
 use std::{
     collections::BTreeMap,
@@ -79,9 +79,11 @@ fn decodes_as_request(index: usize, payload: &[u8]) -> bool {
 /// Input layout: byte 0 picks the RPC (low 4 bits) and whether the rest is the raw request
 /// body (bit 7) or a message that the check frames itself.
 ///
-/// Invariants: the response carries a valid `grpc-status`; the status message and error
-/// details stay small enough for HTTP/2 header limits; a well-framed message that decodes
-/// as the RPC's request never gets `UNKNOWN` or `INTERNAL`.
+/// Invariants:
+/// - the response carries a valid `grpc-status`;
+/// - the status message and error details stay small enough for HTTP/2 header limits;
+/// - a well-framed message that decodes as the RPC's request never gets `UNKNOWN` or
+///   `INTERNAL`.
 pub fn check_rpc(data: &[u8]) {
     let Some((&selector, rest)) = data.split_first() else { return };
     let index = usize::from(selector & 0x0f);
@@ -107,8 +109,10 @@ pub fn check_rpc(data: &[u8]) {
 /// Input layout: byte 0 bit 0 picks UpdateDelegated, bits 1 to 7 set connector fields;
 /// the rest is the mask, paths separated by commas.
 ///
-/// Invariants: the status is one a mask can cause; a rejected mask names its field in the
-/// `BadRequest` details; an accepted update keeps the immutable fields.
+/// Invariants:
+/// - the status is `OK` or `INVALID_ARGUMENT`;
+/// - a rejected mask names its fields in the `BadRequest` details;
+/// - an accepted update keeps the immutable fields.
 pub fn check_update_mask(data: &[u8]) {
     let Some((&flags, rest)) = data.split_first() else { return };
     let delegated = flags & 1 != 0;
@@ -154,8 +158,10 @@ pub fn check_update_mask(data: &[u8]) {
 /// Input layout: byte 0 bit 0 is `show_deleted`, byte 1 is the length of the app id that
 /// follows, and the rest is the token text.
 ///
-/// Invariants: decoding never panics; an accepted token yields a valid id that encodes to a
-/// token which decodes to the same id, and that token is foreign to other apps.
+/// Invariants:
+/// - decoding never panics, and an accepted token yields a valid id;
+/// - a token encoded for a valid id decodes to the same id;
+/// - that token is foreign to other apps.
 pub fn check_page_token(data: &[u8]) {
     let [flags, app_len, rest @ ..] = data else { return };
     let include_deleted = flags & 1 != 0;
@@ -208,12 +214,14 @@ fn config_types() -> &'static ConfigTypes {
 
 /// Validates `data` as a config payload.
 ///
-/// Input layout: byte 0 picks a type URL from a fixed list, or, when it is 0xff, the type
-/// URL is the text up to the first zero byte; the rest is the payload.
+/// Input layout: byte 0 picks a type URL from a fixed list. When it is 0xff, the type URL
+/// is the text up to the first zero byte instead. The rest is the payload.
 ///
-/// Invariants: validation never panics; an accepted config has a canonical type URL and the
-/// unchanged payload, decodes without unknown fields, and can be written as JSON, which
-/// grpcurl and the REST gateway need.
+/// Invariants:
+/// - validation never panics;
+/// - an accepted config has a canonical type URL and the unchanged payload;
+/// - an accepted payload decodes without unknown fields and can be written as JSON, which
+///   grpcurl and the REST gateway need.
 pub fn check_config_any(data: &[u8]) {
     let Some((&selector, rest)) = data.split_first() else { return };
     let (type_url, value) = if selector == 0xff {

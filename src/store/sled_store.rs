@@ -405,8 +405,8 @@ mod tests {
         for id in ["a", "b", "c"] {
             store.insert_connector(&connector(id), None).await.unwrap();
         }
-        // The record of b is deleted while its index entry is still there, as a list sees
-        // it when the delete commits between its two reads.
+        // The record of b is deleted while its index entry is still there. A list reads this
+        // state when the delete commits between its index read and its record read.
         let deleted = Connector { deleted_at: Some(Utc::now()), revision: 2, ..connector("b") };
         store.connectors.insert(scoped_key("app", "b"), encode_connector(&deleted)).unwrap();
 

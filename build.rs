@@ -7,6 +7,8 @@ const PROTO_ROOT: &str = "proto";
 const PROTO_FILES: &[&str] = &[
     "connectord/v1/connector.proto",
     "connectord/v1/connector_service.proto",
+    "connectord/v1/options.proto",
+    "connectord/v1/sync_service.proto",
     "google/api/annotations.proto",
     "google/api/http.proto",
 ];

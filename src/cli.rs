@@ -27,14 +27,72 @@ pub struct Cli {
 pub enum Command {
     /// Run the gRPC server (the default).
     Serve(ServeArgs),
+    /// Manage API tokens in a tokens file.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Write the API's encoded FileDescriptorSet, with the google.api.http rules and the
+    /// google.rpc error types, for Envoy's gRPC-JSON transcoder and other tools.
+    DescriptorSet(DescriptorSetArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DescriptorSetArgs {
+    /// File to write; replaced if it exists.
+    #[arg(long, short)]
+    pub output: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token, print it once, and append its hash to the tokens file.
+    Create {
+        /// Name that identifies the token in logs and in `token revoke`.
+        #[arg(long)]
+        name: String,
+        /// admin (everything), editor (everything but credentials) or viewer (reads).
+        #[arg(long)]
+        role: crate::auth::Role,
+        #[arg(long, env = "CONNECTORD_TOKENS_FILE", default_value = "./connectord-tokens.jsonl")]
+        tokens_file: PathBuf,
+    },
+    /// Remove a token from the tokens file; a running server drops it on SIGHUP.
+    Revoke {
+        #[arg(long)]
+        name: String,
+        #[arg(long, env = "CONNECTORD_TOKENS_FILE", default_value = "./connectord-tokens.jsonl")]
+        tokens_file: PathBuf,
+    },
+}
+
+impl TokenCommand {
+    /// Runs the command and returns what to print on standard output.
+    pub fn run(&self) -> Result<String, crate::auth::TokenError> {
+        match self {
+            TokenCommand::Create { name, role, tokens_file } => {
+                let token = crate::auth::TokenFile::new(tokens_file).create(name, *role)?;
+                Ok(format!("{token}\n"))
+            }
+            TokenCommand::Revoke { name, tokens_file } => {
+                crate::auth::TokenFile::new(tokens_file).revoke(name)?;
+                Ok(format!("token {name:?} removed from {}; send SIGHUP to running servers\n", tokens_file.display()))
+            }
+        }
+    }
 }
 
 impl Cli {
+    /// Returns the command to run; `serve` when none was given.
+    pub fn into_command(self) -> Command {
+        self.command.unwrap_or(Command::Serve(self.serve))
+    }
+
     /// Returns the serve flags, whether or not `serve` was written out.
     pub fn into_serve_args(self) -> ServeArgs {
-        match self.command {
-            Some(Command::Serve(args)) => args,
-            None => self.serve,
+        match self.into_command() {
+            Command::Serve(args) => args,
+            Command::Token(_) | Command::DescriptorSet(_) => {
+                panic!("into_serve_args called for a command that does not serve")
+            }
         }
     }
 }
@@ -104,6 +162,58 @@ pub struct ServeArgs {
     /// loses them.
     #[arg(long, env = "CONNECTORD_UNSAFE_SKIP_FLUSH_FOR_TESTS", hide = true)]
     pub unsafe_skip_flush_for_tests: bool,
+    /// How long older credentials of a connector keep working after RotateCredential, such as 24h.
+    #[arg(long, env = "CONNECTORD_CREDENTIAL_ROTATION_GRACE", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub credential_rotation_grace: Duration,
+
+    /// How long a claimed sync stays with its worker without a heartbeat before it is queued again, such as 5m.
+    #[arg(long, env = "CONNECTORD_SYNC_LEASE", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub sync_lease: Duration,
+
+    /// API tokens file (one JSON object per line, written by `connectord token create`);
+    /// reloaded on SIGHUP. Without it, only a loopback address may be used.
+    #[arg(long, env = "CONNECTORD_TOKENS_FILE")]
+    pub tokens_file: Option<PathBuf>,
+
+    /// Serve without authentication on a non-loopback address. Anyone who reaches the port
+    /// can read and change every connector.
+    #[arg(long, env = "CONNECTORD_INSECURE_NO_AUTH")]
+    pub insecure_no_auth: bool,
+
+    /// Require an API token (any role) for server reflection.
+    #[arg(long, env = "CONNECTORD_REFLECTION_REQUIRES_AUTH")]
+    pub reflection_requires_auth: bool,
+
+    /// Keys of google.protobuf.Struct configs whose values are secrets, at any depth; comma-separated.
+    #[arg(
+        long,
+        env = "CONNECTORD_SECRET_STRUCT_KEYS",
+        value_delimiter = ',',
+        default_value = "password,secret,token,api_key,client_secret,private_key"
+    )]
+    pub secret_struct_keys: Vec<String>,
+
+    /// PEM certificate chain; with --tls-key, serves gRPC, gRPC-Web and REST over TLS.
+    #[arg(long, env = "CONNECTORD_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "CONNECTORD_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// PEM CA certificates; when set, clients must present a certificate signed by one (mutual TLS).
+    #[arg(long, env = "CONNECTORD_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// Origin that browsers may call the REST and gRPC-Web API from, such as
+    /// https://app.example, or * for any. Repeatable; comma-separated in the environment.
+    /// None by default, which disables CORS.
+    #[arg(long = "cors-allow-origin", env = "CONNECTORD_CORS_ALLOW_ORIGINS", value_delimiter = ',', value_parser = parse_cors_origin)]
+    pub cors_allow_origins: Vec<String>,
+}
+
+fn parse_cors_origin(origin: &str) -> Result<String, crate::gateway::OriginError> {
+    crate::gateway::parse_origin(origin).map(|_| origin.to_owned())
 }
 
 fn parse_positive(value: &str) -> Result<usize, String> {
@@ -132,6 +242,21 @@ impl ServeArgs {
             },
             min_free_disk_bytes: self.min_free_disk_bytes,
             unsafe_skip_flush_for_tests: self.unsafe_skip_flush_for_tests,
+            credential_rotation_grace: self.credential_rotation_grace,
+            sync_lease: self.sync_lease,
+            tokens_file: self.tokens_file.clone(),
+            insecure_no_auth: self.insecure_no_auth,
+            reflection_requires_auth: self.reflection_requires_auth,
+            secret_struct_keys: self.secret_struct_keys.clone(),
+            tls: match (&self.tls_cert, &self.tls_key) {
+                (Some(cert), Some(key)) => Some(crate::tls::TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    client_ca: self.tls_client_ca.clone(),
+                }),
+                _ => None,
+            },
+            cors_allow_origins: self.cors_allow_origins.clone(),
         }
     }
 }
@@ -172,6 +297,37 @@ mod tests {
     fn zero_max_connections_is_rejected() {
         let error = Cli::try_parse_from(["connectord", "--max-connections", "0"]).unwrap_err();
         assert!(error.to_string().contains("at least 1"), "{error}");
+    }
+
+    #[test]
+    fn token_create_parses_role() {
+        let cli = Cli::try_parse_from(["connectord", "token", "create", "--name", "ci", "--role", "viewer"]).unwrap();
+        let Command::Token(TokenCommand::Create { role, .. }) = cli.into_command() else { panic!() };
+        assert_eq!(role, crate::auth::Role::Viewer);
+        assert!(Cli::try_parse_from(["connectord", "token", "create", "--name", "ci", "--role", "boss"]).is_err());
+    }
+
+    #[test]
+    fn cors_origins_repeat_and_are_validated() {
+        let cli = Cli::try_parse_from([
+            "connectord",
+            "--cors-allow-origin",
+            "https://a.example",
+            "--cors-allow-origin",
+            "http://localhost:3000",
+        ])
+        .unwrap();
+        assert_eq!(cli.into_serve_args().cors_allow_origins, ["https://a.example", "http://localhost:3000"]);
+        assert!(Cli::try_parse_from(["connectord", "--cors-allow-origin", "a.example"]).is_err());
+        let cli = Cli::try_parse_from(["connectord"]).unwrap();
+        assert!(cli.into_serve_args().cors_allow_origins.is_empty());
+    }
+
+    #[test]
+    fn descriptor_set_subcommand_takes_an_output() {
+        let cli = Cli::try_parse_from(["connectord", "descriptor-set", "--output", "api.pb"]).unwrap();
+        let Some(Command::DescriptorSet(args)) = cli.command else { panic!("descriptor-set was not parsed") };
+        assert_eq!(args.output, PathBuf::from("api.pb"));
     }
 
     #[test]

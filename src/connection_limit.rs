@@ -133,14 +133,22 @@ async fn hand_over(
 }
 
 /// Reads the client preface and the first frame when it is SETTINGS, and returns the bytes
-/// read. A client that does not start with the HTTP/2 preface is handed over after the
-/// first 24 bytes, so that the HTTP layer rejects it with its own error.
+/// read. A connection whose first bytes differ from the HTTP/2 preface (HTTP/1.1 for REST
+/// and gRPC-Web, a TLS ClientHello) is handed over as soon as they differ; the HTTP or TLS
+/// layer then applies its own rules.
 async fn read_handshake(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
     let mut prefix = vec![0; CLIENT_PREFACE.len() + FRAME_HEADER_LEN];
-    stream.read_exact(&mut prefix[..CLIENT_PREFACE.len()]).await?;
-    if prefix[..CLIENT_PREFACE.len()] != CLIENT_PREFACE[..] {
-        prefix.truncate(CLIENT_PREFACE.len());
-        return Ok(prefix);
+    let mut filled = 0;
+    while filled < CLIENT_PREFACE.len() {
+        let count = stream.read(&mut prefix[filled..CLIENT_PREFACE.len()]).await?;
+        if count == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        filled += count;
+        if prefix[..filled] != CLIENT_PREFACE[..filled] {
+            prefix.truncate(filled);
+            return Ok(prefix);
+        }
     }
     stream.read_exact(&mut prefix[CLIENT_PREFACE.len()..]).await?;
     let header = &prefix[CLIENT_PREFACE.len()..];

@@ -3,12 +3,25 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use connectord::{cli::Cli, server, telemetry};
+use connectord::{
+    cli::{Cli, Command},
+    gateway::descriptors,
+    server, telemetry,
+};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args = Cli::parse().into_serve_args();
+    let args = match Cli::parse().into_command() {
+        Command::Serve(args) => args,
+        Command::Token(command) => return report(command.run().map(|output| print!("{output}"))),
+        Command::DescriptorSet(args) => return report(descriptors::write_api_descriptor_set(&args.output)),
+    };
     telemetry::init(args.log_format);
+    let options = args.serve_options();
+    if let Err(error) = server::check_exposure(args.listen, &options) {
+        tracing::error!(%error, "not starting");
+        return ExitCode::FAILURE;
+    }
 
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
         Ok(listener) => listener,
@@ -17,10 +30,21 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match server::run(listener, args.serve_options(), server::shutdown_signal()).await {
+    match server::run(listener, options, server::shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "connectord stopped with an error");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Exit status of a command that does not serve: errors go to standard error.
+fn report<E: std::fmt::Display>(result: Result<(), E>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("connectord: {error}");
             ExitCode::FAILURE
         }
     }

@@ -87,8 +87,8 @@ fn write_seed_inputs() {
         pb::ConnectorServiceGetCredentialsRequest { app_id: app.clone(), connector_id: id.clone(), id: "k1".into() }.encode_to_vec(),
         pb::ConnectorServiceRotateCredentialRequest { app_id: app.clone(), connector_id: id.clone() }.encode_to_vec(),
         pb::ConnectorServiceRevokeCredentialRequest { app_id: app.clone(), connector_id: id.clone(), id: "k1".into() }.encode_to_vec(),
-        pb::ConnectorServiceForceSyncRequest { app_id: app.clone(), connector_id: id.clone() }.encode_to_vec(),
-        pb::ConnectorServicePauseSyncRequest { app_id: app.clone(), connector_id: id.clone() }.encode_to_vec(),
+        pb::ConnectorServiceForceSyncRequest { app_id: app.clone(), connector_id: id.clone(), ..Default::default() }.encode_to_vec(),
+        pb::ConnectorServicePauseSyncRequest { app_id: app.clone(), connector_id: id.clone(), ..Default::default() }.encode_to_vec(),
         pb::ConnectorServiceResumeSyncRequest { app_id: app.clone(), connector_id: id.clone() }.encode_to_vec(),
         pb::ConnectorServiceUpdateConnectorScheduleRequest { app_id: app.clone(), connector_id: id.clone(), schedule: None }.encode_to_vec(),
         pb::ConnectorServiceConfirmSyncValidRequest { app_id: app.clone(), connector_id: id.clone(), sync_lifecycle_id: "s1".into() }.encode_to_vec(),
@@ -113,7 +113,7 @@ fn write_seed_inputs() {
     write("update_mask", "delegated_config", b"\x01config");
     write("update_mask", "star", b"\x7f*");
 
-    let token = connectord::api::page_token::encode("app", false, "01HZX0000");
+    let token = connectord::api::page_token::encode(&connectord::api::page_token::connector_scope("app", false), "01HZX0000");
     let mut input = vec![0, 3];
     input.extend_from_slice(b"app");
     input.extend_from_slice(token.as_bytes());

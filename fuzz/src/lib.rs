@@ -14,11 +14,11 @@ use chrono::{DateTime, Utc};
 use connectord::{
     admission::{AdmissionLayer, AdmissionLimits},
     api::{page_token, validate::id_problem},
-    domain::{ConfigTypes, Connector, ConnectorKey, ConnectorStatus, config_types::TYPE_URL_PREFIX},
+    domain::{ConfigTypes, Connector, ConnectorKey, ConnectorStatus, Credential, SyncRun, SyncState, config_types::TYPE_URL_PREFIX},
     limits::ResourceExhaustedLayer,
     pb,
     server::ServicesBuilder,
-    store::{Inserted, Store, StoreError},
+    store::{Batch, Inserted, Store, StoreError},
 };
 use http_body_util::{BodyExt, Full};
 use prost::Message;
@@ -169,18 +169,19 @@ pub fn check_page_token(data: &[u8]) {
     let (app, token) = rest.split_at(app_len);
     let (Ok(app), Ok(token)) = (std::str::from_utf8(app), std::str::from_utf8(token)) else { return };
 
-    if let Ok(after_id) = page_token::decode(token, app, include_deleted) {
+    let scope = page_token::connector_scope(app, include_deleted);
+    if let Ok(after_id) = page_token::decode(token, &scope) {
         assert!(id_problem(&after_id).is_none(), "decoded an invalid id {after_id:?}");
     }
 
     // Round trip with the token text used as an id, when it is one.
     if id_problem(token).is_none() {
-        let encoded = page_token::encode(app, include_deleted, token);
-        assert_eq!(page_token::decode(&encoded, app, include_deleted).as_deref(), Ok(token));
-        assert_eq!(
-            page_token::decode(&encoded, &format!("{app}-other"), include_deleted),
-            Err(page_token::PageTokenError::Foreign)
-        );
+        let encoded = page_token::encode(&scope, token);
+        assert_eq!(page_token::decode(&encoded, &scope).as_deref(), Ok(token));
+        let other_app = page_token::connector_scope(&format!("{app}-other"), include_deleted);
+        assert_eq!(page_token::decode(&encoded, &other_app), Err(page_token::PageTokenError::Foreign));
+        let other_filter = page_token::connector_scope(app, !include_deleted);
+        assert_eq!(page_token::decode(&encoded, &other_filter), Err(page_token::PageTokenError::Foreign));
     }
 }
 
@@ -338,11 +339,32 @@ fn call_full(index: usize, body: Vec<u8>) -> CallResult {
     })
 }
 
-/// In-memory [`Store`] that starts every check with one seeded connector.
+/// In-memory [`Store`] that starts every check with one seeded connector. It keeps the
+/// revision checks of [`Store::apply`], so that conflicting writes fail as they do on disk;
+/// the background timers never run in the harness, so leases and schedules stay empty.
 #[derive(Default)]
 struct MemoryStore {
-    connectors: Mutex<BTreeMap<(String, String), Connector>>,
-    request_ids: Mutex<BTreeMap<(String, String), String>>,
+    state: Mutex<MemoryState>,
+}
+
+#[derive(Default)]
+struct MemoryState {
+    connectors: BTreeMap<(String, String), Connector>,
+    request_ids: BTreeMap<(String, String), String>,
+    syncs: BTreeMap<(String, String, String), SyncRun>,
+    credentials: BTreeMap<(String, String, String), Credential>,
+}
+
+fn child_key(key: &ConnectorKey, id: &str) -> (String, String, String) {
+    (key.app_id.clone(), key.id.clone(), id.to_owned())
+}
+
+fn check_revision(stored: Option<u64>, expected: Option<u64>, what: &str) -> Result<(), StoreError> {
+    match (stored, expected) {
+        (None, None) => Ok(()),
+        (Some(stored), Some(expected)) if stored == expected => Ok(()),
+        _ => Err(StoreError::Conflict(format!("{what} was changed by another write"))),
+    }
 }
 
 impl MemoryStore {
@@ -368,39 +390,40 @@ impl MemoryStore {
             disable_check_bad_sync: false,
             can_resume_sync: false,
             sync_disabled: None,
+            schedule: None,
+            secret_salt: vec![7; 16],
             revision: 1,
         };
-        let mut connectors = self.connectors.lock().unwrap();
-        connectors.clear();
-        connectors.insert((seeded.app_id.clone(), seeded.id.clone()), seeded);
-        self.request_ids.lock().unwrap().clear();
+        let mut state = self.state.lock().unwrap();
+        *state = MemoryState::default();
+        state.connectors.insert((seeded.app_id.clone(), seeded.id.clone()), seeded);
     }
 }
 
 #[async_trait]
 impl Store for MemoryStore {
     async fn insert_connector(&self, connector: &Connector, request_id: Option<&str>) -> Result<Inserted, StoreError> {
-        let mut connectors = self.connectors.lock().unwrap();
+        let mut state = self.state.lock().unwrap();
         if let Some(request_id) = request_id {
-            let mut request_ids = self.request_ids.lock().unwrap();
             let key = (connector.app_id.clone(), request_id.to_owned());
-            if let Some(existing) = request_ids.get(&key) {
-                let existing = connectors[&(connector.app_id.clone(), existing.clone())].clone();
+            if let Some(existing) = state.request_ids.get(&key) {
+                let existing = state.connectors[&(connector.app_id.clone(), existing.clone())].clone();
                 return Ok(Inserted::Replayed(existing));
             }
-            request_ids.insert(key, connector.id.clone());
+            state.request_ids.insert(key, connector.id.clone());
         }
-        connectors.insert((connector.app_id.clone(), connector.id.clone()), connector.clone());
+        state.connectors.insert((connector.app_id.clone(), connector.id.clone()), connector.clone());
         Ok(Inserted::Created)
     }
 
     async fn get_connector(&self, key: &ConnectorKey) -> Result<Option<Connector>, StoreError> {
-        Ok(self.connectors.lock().unwrap().get(&(key.app_id.clone(), key.id.clone())).cloned())
+        Ok(self.state.lock().unwrap().connectors.get(&(key.app_id.clone(), key.id.clone())).cloned())
     }
 
     async fn list_connectors(&self, app_id: &str, after_id: Option<&str>, limit: usize, include_deleted: bool) -> Result<Vec<Connector>, StoreError> {
-        let connectors = self.connectors.lock().unwrap();
-        Ok(connectors
+        let state = self.state.lock().unwrap();
+        Ok(state
+            .connectors
             .values()
             .filter(|connector| connector.app_id == app_id)
             .filter(|connector| after_id.is_none_or(|after| connector.id.as_str() > after))
@@ -410,17 +433,97 @@ impl Store for MemoryStore {
             .collect())
     }
 
-    async fn replace_connector(&self, connector: &Connector, expected_revision: u64) -> Result<(), StoreError> {
-        let mut connectors = self.connectors.lock().unwrap();
-        let key = (connector.app_id.clone(), connector.id.clone());
-        match connectors.get(&key) {
-            None => Err(StoreError::NotFound(connector.key())),
-            Some(current) if current.revision != expected_revision => Err(StoreError::Conflict(connector.key())),
-            Some(_) => {
-                connectors.insert(key, connector.clone());
-                Ok(())
-            }
+    async fn apply(&self, batch: &Batch) -> Result<(), StoreError> {
+        let mut state = self.state.lock().unwrap();
+        // Checks every revision first, so a conflict writes nothing.
+        if let Some(write) = &batch.connector {
+            let key = (write.record.app_id.clone(), write.record.id.clone());
+            check_revision(state.connectors.get(&key).map(|stored| stored.revision), write.expected_revision, "connector")?;
         }
+        for write in &batch.syncs {
+            let key = child_key(&ConnectorKey::new(write.record.app_id.clone(), write.record.connector_id.clone()), &write.record.id);
+            check_revision(state.syncs.get(&key).map(|stored| stored.revision), write.expected_revision, "sync")?;
+        }
+        for write in &batch.credentials {
+            let key = child_key(&ConnectorKey::new(write.record.app_id.clone(), write.record.connector_id.clone()), &write.record.id);
+            check_revision(state.credentials.get(&key).map(|stored| stored.revision), write.expected_revision, "credential")?;
+        }
+        if let Some(write) = &batch.connector {
+            state.connectors.insert((write.record.app_id.clone(), write.record.id.clone()), write.record.clone());
+        }
+        for write in &batch.syncs {
+            state.syncs.insert(child_key(&ConnectorKey::new(write.record.app_id.clone(), write.record.connector_id.clone()), &write.record.id), write.record.clone());
+        }
+        for write in &batch.credentials {
+            state.credentials.insert(child_key(&ConnectorKey::new(write.record.app_id.clone(), write.record.connector_id.clone()), &write.record.id), write.record.clone());
+        }
+        Ok(())
+    }
+
+    async fn get_sync(&self, key: &ConnectorKey, sync_id: &str) -> Result<Option<SyncRun>, StoreError> {
+        Ok(self.state.lock().unwrap().syncs.get(&child_key(key, sync_id)).cloned())
+    }
+
+    async fn list_syncs(&self, key: &ConnectorKey, before_id: Option<&str>, limit: usize, state_filter: Option<SyncState>) -> Result<Vec<SyncRun>, StoreError> {
+        let state = self.state.lock().unwrap();
+        Ok(state
+            .syncs
+            .values()
+            .rev()
+            .filter(|sync| sync.app_id == key.app_id && sync.connector_id == key.id)
+            .filter(|sync| before_id.is_none_or(|before| sync.id.as_str() < before))
+            .filter(|sync| state_filter.is_none_or(|wanted| sync.state == wanted))
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn pending_sync(&self, key: &ConnectorKey) -> Result<Option<SyncRun>, StoreError> {
+        let state = self.state.lock().unwrap();
+        Ok(state
+            .syncs
+            .values()
+            .find(|sync| sync.app_id == key.app_id && sync.connector_id == key.id && sync.state == SyncState::Pending)
+            .cloned())
+    }
+
+    async fn find_sync_by_request_id(&self, key: &ConnectorKey, request_id: &str) -> Result<Option<SyncRun>, StoreError> {
+        let state = self.state.lock().unwrap();
+        Ok(state
+            .syncs
+            .values()
+            .find(|sync| sync.app_id == key.app_id && sync.connector_id == key.id && sync.request_id.as_deref() == Some(request_id))
+            .cloned())
+    }
+
+    async fn expired_leases(&self, _now: DateTime<Utc>, _limit: usize) -> Result<Vec<SyncRun>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    async fn due_schedules(&self, _now: DateTime<Utc>, _limit: usize) -> Result<Vec<ConnectorKey>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    async fn get_credential(&self, key: &ConnectorKey, credential_id: &str) -> Result<Option<Credential>, StoreError> {
+        Ok(self.state.lock().unwrap().credentials.get(&child_key(key, credential_id)).cloned())
+    }
+
+    async fn list_credentials(&self, key: &ConnectorKey, before_id: Option<&str>, limit: usize) -> Result<Vec<Credential>, StoreError> {
+        let state = self.state.lock().unwrap();
+        Ok(state
+            .credentials
+            .values()
+            .rev()
+            .filter(|credential| credential.app_id == key.app_id && credential.connector_id == key.id)
+            .filter(|credential| before_id.is_none_or(|before| credential.id.as_str() < before))
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn find_credential(&self, client_id: &str) -> Result<Option<Credential>, StoreError> {
+        let state = self.state.lock().unwrap();
+        Ok(state.credentials.values().find(|credential| credential.client_id == client_id).cloned())
     }
 
     async fn purge_request_ids(&self, _cutoff: DateTime<Utc>) -> Result<usize, StoreError> {

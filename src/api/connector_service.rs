@@ -5,6 +5,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::{
+    audit::Audit,
     config::ConfigCheck,
     convert::view,
     page_token,
@@ -14,7 +15,8 @@ use super::{
 };
 use crate::{
     domain::{
-        ConfigTypes, ConnectorKey, ConnectorRegistry, Error, ListQuery, NewConnector,
+        ConfigTypes, ConnectorKey, ConnectorRegistry, CredentialService, Error, ListQuery,
+        NewConnector, SyncLifecycle,
     },
     pb::{self, connector_service_server::ConnectorService},
 };
@@ -23,6 +25,9 @@ use crate::{
 pub const DEFAULT_PAGE_SIZE: usize = 25;
 /// Largest page size; larger requests are served this many.
 pub const MAX_PAGE_SIZE: usize = 100;
+/// Size above which a list page is cut short, in bytes. It keeps a page of 100 connectors
+/// with large configs under the 4 MiB message limit of the server and of common clients.
+pub const MAX_LIST_RESPONSE_BYTES: usize = 3 * 1024 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct ConnectorApiOptions {
@@ -39,13 +44,21 @@ impl Default for ConnectorApiOptions {
 /// Implementation of the generated `ConnectorService` trait.
 pub struct ConnectorApi {
     registry: Arc<ConnectorRegistry>,
+    pub(super) lifecycle: Arc<SyncLifecycle>,
+    pub(super) credentials: Arc<CredentialService>,
     config_types: Arc<ConfigTypes>,
     options: ConnectorApiOptions,
 }
 
 impl ConnectorApi {
-    pub fn new(registry: Arc<ConnectorRegistry>, config_types: Arc<ConfigTypes>, options: ConnectorApiOptions) -> Self {
-        Self { registry, config_types, options }
+    pub fn new(
+        registry: Arc<ConnectorRegistry>,
+        lifecycle: Arc<SyncLifecycle>,
+        credentials: Arc<CredentialService>,
+        config_types: Arc<ConfigTypes>,
+        options: ConnectorApiOptions,
+    ) -> Self {
+        Self { registry, lifecycle, credentials, config_types, options }
     }
 
     fn config_check(&self) -> ConfigCheck<'_> {
@@ -85,15 +98,84 @@ impl ConnectorApi {
         })
     }
 
+    async fn handle_create(
+        &self,
+        request: pb::ConnectorServiceCreateRequest,
+        audit: &mut Audit,
+    ) -> Result<pb::ConnectorServiceCreateResponse, Error> {
+        audit.target(&request.app_id, "");
+        let new = self.new_connector(
+            &request.app_id,
+            &request.catalog_id,
+            &request.display_name,
+            &request.description,
+            &request.user_ids,
+            request.config.as_ref(),
+            &request.request_id,
+        )?;
+        audit.changed(new.set_fields());
+
+        let connector = self.registry.create(new).await?;
+
+        audit.target(&connector.app_id, &connector.id);
+        tracing::Span::current().record("connector_id", connector.id.as_str());
+        tracing::info!("connector created");
+        Ok(pb::ConnectorServiceCreateResponse { connector_view: Some(view(connector, &self.config_types)), expanded: Vec::new() })
+    }
+
+    async fn handle_create_delegated(
+        &self,
+        request: pb::ConnectorServiceCreateDelegatedRequest,
+        audit: &mut Audit,
+    ) -> Result<pb::ConnectorServiceCreateDelegatedResponse, Error> {
+        audit.target(&request.app_id, "");
+        let new = self.new_connector(
+            &request.app_id,
+            &request.catalog_id,
+            &request.display_name,
+            &request.description,
+            &request.user_ids,
+            None,
+            &request.request_id,
+        )?;
+        audit.changed(new.set_fields());
+
+        let connector = self.registry.create(new).await?;
+
+        audit.target(&connector.app_id, &connector.id);
+        tracing::Span::current().record("connector_id", connector.id.as_str());
+        tracing::info!("delegated connector created");
+        Ok(pb::ConnectorServiceCreateDelegatedResponse { connector_view: Some(view(connector, &self.config_types)), expanded: Vec::new() })
+    }
+
+    async fn handle_delete(
+        &self,
+        request: pb::ConnectorServiceDeleteRequest,
+    ) -> Result<pb::ConnectorServiceDeleteResponse, Error> {
+        let key = key(&request.app_id, &request.id, "id")?;
+        let mut violations = Violations::new();
+        violations.etag("etag", &request.etag);
+        violations.into_result()?;
+        let expected_etag = (!request.etag.is_empty()).then_some(request.etag.as_str());
+
+        self.registry.delete(&key, expected_etag).await?;
+
+        tracing::info!("connector deleted");
+        Ok(pb::ConnectorServiceDeleteResponse {})
+    }
+
     async fn update_with_scope(
         &self,
         connector: Option<&pb::Connector>,
         update_mask: Option<&prost_types::FieldMask>,
         scope: UpdateScope,
+        audit: &mut Audit,
     ) -> Result<pb::ConnectorView, Error> {
         let Some(connector) = connector else {
             return Err(Error::invalid("connector", "is required: it names the connector to update"));
         };
+        record_connector_ids(connector);
+        audit.target(&connector.app_id, &connector.id);
         let mut violations = Violations::new();
         violations.id("connector.app_id", &connector.app_id);
         violations.id("connector.id", &connector.id);
@@ -101,25 +183,22 @@ impl ConnectorApi {
         violations.into_result()?;
         let key = ConnectorKey::new(&connector.app_id, &connector.id);
         let patch = build_patch(connector, update_mask, scope, &self.config_check())?;
+        audit.changed(patch.changed_fields());
         let expected_etag = (!connector.etag.is_empty()).then_some(connector.etag.as_str());
 
         let updated = self.registry.update(&key, &patch, expected_etag).await?;
 
         tracing::info!(revision = updated.revision, "connector updated");
-        Ok(view(updated))
+        Ok(view(updated, &self.config_types))
     }
 }
 
-fn key(app_id: &str, id: &str, id_field: &str) -> Result<ConnectorKey, Error> {
+pub(super) fn key(app_id: &str, id: &str, id_field: &str) -> Result<ConnectorKey, Error> {
     let mut violations = Violations::new();
     violations.id("app_id", app_id);
     violations.id(id_field, id);
     violations.into_result()?;
     Ok(ConnectorKey::new(app_id, id))
-}
-
-fn not_implemented_yet(rpc: &str) -> Status {
-    Status::unimplemented(format!("{rpc} is not implemented yet"))
 }
 
 #[tonic::async_trait]
@@ -129,27 +208,11 @@ impl ConnectorService for ConnectorApi {
         &self,
         request: Request<pb::ConnectorServiceCreateRequest>,
     ) -> Result<Response<pb::ConnectorServiceCreateResponse>, Status> {
+        let mut audit = Audit::start("Create", &request);
         let request = request.into_inner();
-        let new = self
-            .new_connector(
-                &request.app_id,
-                &request.catalog_id,
-                &request.display_name,
-                &request.description,
-                &request.user_ids,
-                request.config.as_ref(),
-                &request.request_id,
-            )
-            .map_err(to_status)?;
-
-        let connector = self.registry.create(new).await.map_err(to_status)?;
-
-        tracing::Span::current().record("connector_id", connector.id.as_str());
-        tracing::info!("connector created");
-        Ok(Response::new(pb::ConnectorServiceCreateResponse {
-            connector_view: Some(view(connector)),
-            expanded: Vec::new(),
-        }))
+        let result = self.handle_create(request, &mut audit).await;
+        audit.finish(&result);
+        result.map(Response::new).map_err(to_status)
     }
 
     #[tracing::instrument(name = "CreateDelegated", skip_all, fields(app_id = %request.get_ref().app_id, connector_id))]
@@ -157,27 +220,11 @@ impl ConnectorService for ConnectorApi {
         &self,
         request: Request<pb::ConnectorServiceCreateDelegatedRequest>,
     ) -> Result<Response<pb::ConnectorServiceCreateDelegatedResponse>, Status> {
+        let mut audit = Audit::start("CreateDelegated", &request);
         let request = request.into_inner();
-        let new = self
-            .new_connector(
-                &request.app_id,
-                &request.catalog_id,
-                &request.display_name,
-                &request.description,
-                &request.user_ids,
-                None,
-                &request.request_id,
-            )
-            .map_err(to_status)?;
-
-        let connector = self.registry.create(new).await.map_err(to_status)?;
-
-        tracing::Span::current().record("connector_id", connector.id.as_str());
-        tracing::info!("delegated connector created");
-        Ok(Response::new(pb::ConnectorServiceCreateDelegatedResponse {
-            connector_view: Some(view(connector)),
-            expanded: Vec::new(),
-        }))
+        let result = self.handle_create_delegated(request, &mut audit).await;
+        audit.finish(&result);
+        result.map(Response::new).map_err(to_status)
     }
 
     #[tracing::instrument(name = "Get", skip_all, fields(app_id = %request.get_ref().app_id, connector_id = %request.get_ref().id))]
@@ -192,7 +239,7 @@ impl ConnectorService for ConnectorApi {
 
         tracing::debug!("connector read");
         Ok(Response::new(pb::ConnectorServiceGetResponse {
-            connector_view: Some(view(connector)),
+            connector_view: Some(view(connector, &self.config_types)),
             expanded: Vec::new(),
         }))
     }
@@ -207,16 +254,12 @@ impl ConnectorService for ConnectorApi {
 
         let page = self.registry.list(&query).await.map_err(to_status)?;
 
-        tracing::debug!(count = page.connectors.len(), "connectors listed");
-        let next_page_token = page
-            .next_after_id
-            .map(|after_id| page_token::encode(&query.app_id, query.include_deleted, &after_id))
+        let (list, next_after_id) = fit_page(page.connectors, page.next_after_id, &self.config_types);
+        tracing::debug!(count = list.len(), "connectors listed");
+        let next_page_token = next_after_id
+            .map(|after_id| page_token::encode(&page_token::connector_scope(&query.app_id, query.include_deleted), &after_id))
             .unwrap_or_default();
-        Ok(Response::new(pb::ConnectorServiceListResponse {
-            list: page.connectors.into_iter().map(view).collect(),
-            next_page_token,
-            expanded: Vec::new(),
-        }))
+        Ok(Response::new(pb::ConnectorServiceListResponse { list, next_page_token, expanded: Vec::new() }))
     }
 
     #[tracing::instrument(name = "Update", skip_all, fields(app_id, connector_id))]
@@ -224,18 +267,14 @@ impl ConnectorService for ConnectorApi {
         &self,
         request: Request<pb::ConnectorServiceUpdateRequest>,
     ) -> Result<Response<pb::ConnectorServiceUpdateResponse>, Status> {
+        let mut audit = Audit::start("Update", &request);
         let request = request.into_inner();
-        record_connector_ids(request.connector.as_ref());
-
-        let connector_view = self
-            .update_with_scope(request.connector.as_ref(), request.update_mask.as_ref(), UpdateScope::Full)
+        let result = self
+            .update_with_scope(request.connector.as_ref(), request.update_mask.as_ref(), UpdateScope::Full, &mut audit)
             .await
-            .map_err(to_status)?;
-
-        Ok(Response::new(pb::ConnectorServiceUpdateResponse {
-            connector_view: Some(connector_view),
-            expanded: Vec::new(),
-        }))
+            .map(|view| pb::ConnectorServiceUpdateResponse { connector_view: Some(view), expanded: Vec::new() });
+        audit.finish(&result);
+        result.map(Response::new).map_err(to_status)
     }
 
     #[tracing::instrument(name = "UpdateDelegated", skip_all, fields(app_id, connector_id))]
@@ -243,18 +282,14 @@ impl ConnectorService for ConnectorApi {
         &self,
         request: Request<pb::ConnectorServiceUpdateDelegatedRequest>,
     ) -> Result<Response<pb::ConnectorServiceUpdateDelegatedResponse>, Status> {
+        let mut audit = Audit::start("UpdateDelegated", &request);
         let request = request.into_inner();
-        record_connector_ids(request.connector.as_ref());
-
-        let connector_view = self
-            .update_with_scope(request.connector.as_ref(), request.update_mask.as_ref(), UpdateScope::Delegated)
+        let result = self
+            .update_with_scope(request.connector.as_ref(), request.update_mask.as_ref(), UpdateScope::Delegated, &mut audit)
             .await
-            .map_err(to_status)?;
-
-        Ok(Response::new(pb::ConnectorServiceUpdateDelegatedResponse {
-            connector_view: Some(connector_view),
-            expanded: Vec::new(),
-        }))
+            .map(|view| pb::ConnectorServiceUpdateDelegatedResponse { connector_view: Some(view), expanded: Vec::new() });
+        audit.finish(&result);
+        result.map(Response::new).map_err(to_status)
     }
 
     #[tracing::instrument(name = "Delete", skip_all, fields(app_id = %request.get_ref().app_id, connector_id = %request.get_ref().id))]
@@ -262,107 +297,197 @@ impl ConnectorService for ConnectorApi {
         &self,
         request: Request<pb::ConnectorServiceDeleteRequest>,
     ) -> Result<Response<pb::ConnectorServiceDeleteResponse>, Status> {
+        let mut audit = Audit::start("Delete", &request);
         let request = request.into_inner();
-        let key = key(&request.app_id, &request.id, "id").map_err(to_status)?;
-        let mut violations = Violations::new();
-        violations.etag("etag", &request.etag);
-        violations.into_result().map_err(to_status)?;
-        let expected_etag = (!request.etag.is_empty()).then_some(request.etag.as_str());
-
-        self.registry.delete(&key, expected_etag).await.map_err(to_status)?;
-
-        tracing::info!("connector deleted");
-        Ok(Response::new(pb::ConnectorServiceDeleteResponse {}))
+        audit.target(&request.app_id, &request.id);
+        audit.changed(["deleted_at"]);
+        let result = self.handle_delete(request).await;
+        audit.finish(&result);
+        result.map(Response::new).map_err(to_status)
     }
 
     async fn get_credentials(
         &self,
-        _request: Request<pb::ConnectorServiceGetCredentialsRequest>,
+        request: Request<pb::ConnectorServiceGetCredentialsRequest>,
     ) -> Result<Response<pb::ConnectorServiceGetCredentialsResponse>, Status> {
-        Err(not_implemented_yet("GetCredentials"))
+        self.handle_get_credentials(request.into_inner()).await.map(Response::new).map_err(to_status)
     }
 
     async fn rotate_credential(
         &self,
-        _request: Request<pb::ConnectorServiceRotateCredentialRequest>,
+        request: Request<pb::ConnectorServiceRotateCredentialRequest>,
     ) -> Result<Response<pb::ConnectorServiceRotateCredentialResponse>, Status> {
-        Err(not_implemented_yet("RotateCredential"))
+        let mut audit = Audit::start("RotateCredential", &request);
+        audit.target(&request.get_ref().app_id, &request.get_ref().connector_id);
+        audit.changed(["credentials"]);
+        let result = self.handle_rotate_credential(request.into_inner()).await;
+        audit.finish(&result);
+        result.map(Response::new).map_err(to_status)
     }
 
     async fn revoke_credential(
         &self,
-        _request: Request<pb::ConnectorServiceRevokeCredentialRequest>,
+        request: Request<pb::ConnectorServiceRevokeCredentialRequest>,
     ) -> Result<Response<pb::ConnectorServiceRevokeCredentialResponse>, Status> {
-        Err(not_implemented_yet("RevokeCredential"))
+        let mut audit = Audit::start("RevokeCredential", &request);
+        audit.target(&request.get_ref().app_id, &request.get_ref().connector_id);
+        audit.changed(["credentials.deleted_at"]);
+        let result = self.handle_revoke_credential(request.into_inner()).await;
+        audit.finish(&result);
+        result.map(Response::new).map_err(to_status)
+    }
+
+    async fn list_credentials(
+        &self,
+        request: Request<pb::ConnectorServiceListCredentialsRequest>,
+    ) -> Result<Response<pb::ConnectorServiceListCredentialsResponse>, Status> {
+        self.handle_list_credentials(request.into_inner()).await.map(Response::new).map_err(to_status)
     }
 
     async fn force_sync(
         &self,
-        _request: Request<pb::ConnectorServiceForceSyncRequest>,
+        request: Request<pb::ConnectorServiceForceSyncRequest>,
     ) -> Result<Response<pb::ConnectorServiceForceSyncResponse>, Status> {
-        Err(not_implemented_yet("ForceSync"))
+        let mut audit = Audit::start("ForceSync", &request);
+        audit.target(&request.get_ref().app_id, &request.get_ref().connector_id);
+        audit.changed(["syncs"]);
+        let result = self.handle_force_sync(request.into_inner()).await;
+        audit.finish(&result);
+        result.map(Response::new).map_err(to_status)
     }
 
     async fn pause_sync(
         &self,
-        _request: Request<pb::ConnectorServicePauseSyncRequest>,
+        request: Request<pb::ConnectorServicePauseSyncRequest>,
     ) -> Result<Response<pb::ConnectorServicePauseSyncResponse>, Status> {
-        Err(not_implemented_yet("PauseSync"))
+        let mut audit = Audit::start("PauseSync", &request);
+        audit.target(&request.get_ref().app_id, &request.get_ref().connector_id);
+        audit.changed(["status", "can_resume_sync", "sync_disabled_at", "sync_disabled_category", "sync_disabled_reason"]);
+        let result = self.handle_pause_sync(request.into_inner()).await;
+        audit.finish(&result);
+        result.map(Response::new).map_err(to_status)
     }
 
     async fn resume_sync(
         &self,
-        _request: Request<pb::ConnectorServiceResumeSyncRequest>,
+        request: Request<pb::ConnectorServiceResumeSyncRequest>,
     ) -> Result<Response<pb::ConnectorServiceResumeSyncResponse>, Status> {
-        Err(not_implemented_yet("ResumeSync"))
+        let mut audit = Audit::start("ResumeSync", &request);
+        audit.target(&request.get_ref().app_id, &request.get_ref().connector_id);
+        audit.changed(["status", "can_resume_sync", "sync_disabled_at", "sync_disabled_category", "sync_disabled_reason", "syncs"]);
+        let result = self.handle_resume_sync(request.into_inner()).await;
+        audit.finish(&result);
+        result.map(Response::new).map_err(to_status)
     }
 
     async fn update_connector_schedule(
         &self,
-        _request: Request<pb::ConnectorServiceUpdateConnectorScheduleRequest>,
+        request: Request<pb::ConnectorServiceUpdateConnectorScheduleRequest>,
     ) -> Result<Response<pb::ConnectorServiceUpdateConnectorScheduleResponse>, Status> {
-        Err(not_implemented_yet("UpdateConnectorSchedule"))
+        let mut audit = Audit::start("UpdateConnectorSchedule", &request);
+        audit.target(&request.get_ref().app_id, &request.get_ref().connector_id);
+        audit.changed(["schedule"]);
+        let result = self.handle_update_schedule(request.into_inner()).await;
+        audit.finish(&result);
+        result.map(Response::new).map_err(to_status)
     }
 
     async fn confirm_sync_valid(
         &self,
-        _request: Request<pb::ConnectorServiceConfirmSyncValidRequest>,
+        request: Request<pb::ConnectorServiceConfirmSyncValidRequest>,
     ) -> Result<Response<pb::ConnectorServiceConfirmSyncValidResponse>, Status> {
-        Err(not_implemented_yet("ConfirmSyncValid"))
+        let mut audit = Audit::start("ConfirmSyncValid", &request);
+        audit.target(&request.get_ref().app_id, &request.get_ref().connector_id);
+        audit.changed(["syncs"]);
+        let result = self.handle_confirm_sync_valid(request.into_inner()).await;
+        audit.finish(&result);
+        result.map(Response::new).map_err(to_status)
     }
 
     async fn get_connector_sync_download_url(
         &self,
-        _request: Request<pb::ConnectorServiceGetConnectorSyncDownloadUrlRequest>,
+        request: Request<pb::ConnectorServiceGetConnectorSyncDownloadUrlRequest>,
     ) -> Result<Response<pb::ConnectorServiceGetConnectorSyncDownloadUrlResponse>, Status> {
-        Err(not_implemented_yet("GetConnectorSyncDownloadURL"))
+        self.handle_download_url(request.into_inner()).await.map(Response::new).map_err(to_status)
+    }
+
+    async fn get_sync(
+        &self,
+        request: Request<pb::ConnectorServiceGetSyncRequest>,
+    ) -> Result<Response<pb::ConnectorServiceGetSyncResponse>, Status> {
+        self.handle_get_sync(request.into_inner()).await.map(Response::new).map_err(to_status)
+    }
+
+    async fn list_syncs(
+        &self,
+        request: Request<pb::ConnectorServiceListSyncsRequest>,
+    ) -> Result<Response<pb::ConnectorServiceListSyncsResponse>, Status> {
+        self.handle_list_syncs(request.into_inner()).await.map(Response::new).map_err(to_status)
+    }
+
+    async fn cancel_sync(
+        &self,
+        request: Request<pb::ConnectorServiceCancelSyncRequest>,
+    ) -> Result<Response<pb::ConnectorServiceCancelSyncResponse>, Status> {
+        let mut audit = Audit::start("CancelSync", &request);
+        audit.target(&request.get_ref().app_id, &request.get_ref().connector_id);
+        audit.changed(["syncs"]);
+        let result = self.handle_cancel_sync(request.into_inner()).await;
+        audit.finish(&result);
+        result.map(Response::new).map_err(to_status)
     }
 }
 
-fn record_connector_ids(connector: Option<&pb::Connector>) {
-    if let Some(connector) = connector {
-        let span = tracing::Span::current();
-        span.record("app_id", connector.app_id.as_str());
-        span.record("connector_id", connector.id.as_str());
+/// Converts a page into views, cutting it short where the response would pass
+/// [`MAX_LIST_RESPONSE_BYTES`]; the next page then starts after the last view sent.
+fn fit_page(
+    connectors: Vec<crate::domain::Connector>,
+    next_after_id: Option<String>,
+    config_types: &ConfigTypes,
+) -> (Vec<pb::ConnectorView>, Option<String>) {
+    let mut views: Vec<pb::ConnectorView> = Vec::with_capacity(connectors.len());
+    let mut total_bytes = 0;
+    for connector in connectors {
+        let last_sent = views.last().and_then(|view| view.connector.as_ref()).map(|sent| sent.id.clone());
+        let view = view(connector, config_types);
+        // Each list entry costs its length plus a tag and a length prefix.
+        total_bytes += prost::Message::encoded_len(&view) + 8;
+        if total_bytes > MAX_LIST_RESPONSE_BYTES && last_sent.is_some() {
+            return (views, last_sent);
+        }
+        views.push(view);
+    }
+    (views, next_after_id)
+}
+
+fn record_connector_ids(connector: &pb::Connector) {
+    let span = tracing::Span::current();
+    span.record("app_id", connector.app_id.as_str());
+    span.record("connector_id", connector.id.as_str());
+}
+
+/// Converts a requested page size: 0 means the default, larger than the maximum is capped.
+pub(super) fn page_size(field: &str, requested: i32, violations: &mut Violations) -> usize {
+    if requested < 0 {
+        violations.add(field, format!("{requested} is negative; use 0 for the default of {DEFAULT_PAGE_SIZE}"));
+    }
+    match usize::try_from(requested).unwrap_or(0) {
+        0 => DEFAULT_PAGE_SIZE,
+        size => size.min(MAX_PAGE_SIZE),
     }
 }
 
 fn list_query(request: &pb::ConnectorServiceListRequest) -> Result<ListQuery, Error> {
     let mut violations = Violations::new();
     violations.id("app_id", &request.app_id);
-    if request.page_size < 0 {
-        violations.add("page_size", format!("{} is negative; use 0 for the default of {DEFAULT_PAGE_SIZE}", request.page_size));
-    }
+    let page_size = page_size("page_size", request.page_size, &mut violations);
     violations.into_result()?;
 
-    let page_size = match usize::try_from(request.page_size).unwrap_or(0) {
-        0 => DEFAULT_PAGE_SIZE,
-        size => size.min(MAX_PAGE_SIZE),
-    };
     let after_id = if request.page_token.is_empty() {
         None
     } else {
-        let after_id = page_token::decode(&request.page_token, &request.app_id, request.show_deleted)
+        let scope = page_token::connector_scope(&request.app_id, request.show_deleted);
+        let after_id = page_token::decode(&request.page_token, &scope)
             .map_err(|error| Error::invalid("page_token", error.to_string()))?;
         Some(after_id)
     };

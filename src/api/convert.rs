@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::{
-    domain::{Connector, SyncStatus},
+    domain::{ConfigTypes, Connector, Credential, SyncRun, SyncState, SyncStatus, SyncTrigger},
     pb,
 };
 
@@ -73,12 +73,100 @@ impl From<Connector> for pb::Connector {
                 .unwrap_or_default(),
             sync_disabled_reason: sync_disabled.map(|disabled| disabled.reason).unwrap_or_default(),
             etag,
+            schedule: connector.schedule.map(|schedule| pb::ConnectorScheduleCron {
+                cron_spec: schedule.cron_spec,
+                timezone: schedule.timezone,
+            }),
+            config_secrets: Vec::new(),
         }
     }
 }
 
-/// Wraps a connector in the view that every response carries. Expansion is not supported
-/// yet, so the JSONPath fields stay empty.
-pub fn view(connector: Connector) -> pb::ConnectorView {
-    pb::ConnectorView { connector: Some(connector.into()), app_path: String::new(), users_path: String::new() }
+/// Wraps a connector in the view that every response carries, with config secrets masked.
+/// Expansion is not supported yet, so the JSONPath fields stay empty.
+pub fn view(mut connector: Connector, config_types: &ConfigTypes) -> pb::ConnectorView {
+    let mut secrets = Vec::new();
+    if let Some(config) = &connector.config {
+        let (masked, statuses) = config_types.mask_secrets(config, &connector.secret_salt);
+        connector.config = Some(masked);
+        secrets = statuses
+            .into_iter()
+            .map(|status| pb::ConfigSecret { path: status.path, set: status.set, fingerprint: status.fingerprint })
+            .collect();
+    }
+    let mut wire = pb::Connector::from(connector);
+    wire.config_secrets = secrets;
+    pb::ConnectorView { connector: Some(wire), app_path: String::new(), users_path: String::new() }
+}
+
+pub fn sync_state(state: SyncState) -> pb::sync::State {
+    match state {
+        SyncState::Pending => pb::sync::State::Pending,
+        SyncState::Running => pb::sync::State::Running,
+        SyncState::Done => pb::sync::State::Done,
+        SyncState::Error => pb::sync::State::Error,
+        SyncState::Cancelled => pb::sync::State::Cancelled,
+    }
+}
+
+/// Converts a wire state filter; `None` for unspecified, which means any state.
+pub fn sync_state_filter(state: pb::sync::State) -> Option<SyncState> {
+    match state {
+        pb::sync::State::Unspecified => None,
+        pb::sync::State::Pending => Some(SyncState::Pending),
+        pb::sync::State::Running => Some(SyncState::Running),
+        pb::sync::State::Done => Some(SyncState::Done),
+        pb::sync::State::Error => Some(SyncState::Error),
+        pb::sync::State::Cancelled => Some(SyncState::Cancelled),
+    }
+}
+
+fn sync_trigger(trigger: SyncTrigger) -> pb::sync::Trigger {
+    match trigger {
+        SyncTrigger::Manual => pb::sync::Trigger::Manual,
+        SyncTrigger::Schedule => pb::sync::Trigger::Schedule,
+        SyncTrigger::Resume => pb::sync::Trigger::Resume,
+        SyncTrigger::Confirm => pb::sync::Trigger::Confirm,
+    }
+}
+
+impl From<SyncRun> for pb::Sync {
+    fn from(sync: SyncRun) -> Self {
+        pb::Sync {
+            id: sync.id,
+            app_id: sync.app_id,
+            connector_id: sync.connector_id,
+            trigger: sync_trigger(sync.trigger).into(),
+            state: sync_state(sync.state).into(),
+            created_at: Some(timestamp(sync.created_at)),
+            started_at: optional_timestamp(sync.started_at),
+            completed_at: optional_timestamp(sync.completed_at),
+            error: sync.error,
+            data_drop: sync.data_drop,
+            artifact_url: sync.artifact_url,
+            confirmed: sync.confirmed,
+            lease_expires_at: optional_timestamp(sync.lease_expires_at),
+            updated_at: Some(timestamp(sync.updated_at)),
+        }
+    }
+}
+
+/// Converts credential metadata; `client_secret` stays empty, because only the rotation
+/// response carries a secret.
+impl From<Credential> for pb::ConnectorCredential {
+    fn from(credential: Credential) -> Self {
+        pb::ConnectorCredential {
+            id: credential.id,
+            app_id: credential.app_id,
+            connector_id: credential.connector_id,
+            client_id: credential.client_id,
+            display_name: credential.display_name,
+            created_at: Some(timestamp(credential.created_at)),
+            updated_at: Some(timestamp(credential.updated_at)),
+            deleted_at: optional_timestamp(credential.deleted_at),
+            expires_time: optional_timestamp(credential.expires_at),
+            last_used_at: optional_timestamp(credential.last_used_at),
+            client_secret: String::new(),
+        }
+    }
 }

@@ -16,6 +16,8 @@ const MAX_MESSAGE_BYTES: usize = 512;
 pub fn to_status(error: Error) -> Status {
     match error {
         Error::InvalidArgument(violations) => invalid_argument(violations),
+        Error::Unauthenticated(message) => client_error(Code::Unauthenticated, message),
+        Error::PermissionDenied(message) => client_error(Code::PermissionDenied, message),
         Error::NotFound(message) => client_error(Code::NotFound, message),
         Error::FailedPrecondition(message) => client_error(Code::FailedPrecondition, message),
         Error::Aborted(message) => client_error(Code::Aborted, message),
@@ -31,6 +33,21 @@ pub fn to_status(error: Error) -> Status {
             tracing::error!(%message, "request failed: internal error");
             Status::internal("internal error; the server log has the details")
         }
+    }
+}
+
+/// Returns the gRPC code that [`to_status`] sends for an error.
+pub fn code_of(error: &Error) -> Code {
+    match error {
+        Error::InvalidArgument(_) => Code::InvalidArgument,
+        Error::Unauthenticated(_) => Code::Unauthenticated,
+        Error::PermissionDenied(_) => Code::PermissionDenied,
+        Error::NotFound(_) => Code::NotFound,
+        Error::FailedPrecondition(_) => Code::FailedPrecondition,
+        Error::Aborted(_) => Code::Aborted,
+        Error::ResourceExhausted(_) => Code::ResourceExhausted,
+        Error::Unavailable(_) => Code::Unavailable,
+        Error::Internal(_) => Code::Internal,
     }
 }
 

@@ -1,7 +1,7 @@
 //! Registry of the message types a connector config may have, and the check that a config
 //! payload decodes cleanly as its type.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 
 use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, Value};
 
@@ -26,6 +26,10 @@ pub enum ConfigTypeError {
 pub struct ConfigTypes {
     pool: DescriptorPool,
     registered: BTreeSet<String>,
+    /// Full names of fields marked `(connectord.v1.secret) = true`.
+    secret_fields: HashSet<String>,
+    /// Struct keys whose values are secrets, at any depth.
+    secret_struct_keys: HashSet<String>,
 }
 
 impl ConfigTypes {
@@ -42,7 +46,48 @@ impl ConfigTypes {
             return Err(ConfigTypeError::MissingBuiltinType(STRUCT_TYPE.to_owned()));
         }
         let registered = BTreeSet::from([STRUCT_TYPE.to_owned()]);
-        Ok(Self { pool, registered })
+        let secret_struct_keys =
+            super::secrets::DEFAULT_SECRET_STRUCT_KEYS.iter().map(|key| (*key).to_owned()).collect();
+        let mut types = Self { pool, registered, secret_fields: HashSet::new(), secret_struct_keys };
+        types.index_secret_fields();
+        Ok(types)
+    }
+
+    /// The pool that config types are resolved in: the built-in files plus every
+    /// registered descriptor set.
+    pub fn pool(&self) -> &DescriptorPool {
+        &self.pool
+    }
+
+    /// Replaces the Struct keys whose values are treated as secrets.
+    pub fn set_secret_struct_keys(&mut self, keys: impl IntoIterator<Item = String>) {
+        self.secret_struct_keys = keys.into_iter().collect();
+    }
+
+    pub(super) fn is_secret_field(&self, full_name: &str) -> bool {
+        self.secret_fields.contains(full_name)
+    }
+
+    pub(super) fn is_secret_struct_key(&self, key: &str) -> bool {
+        self.secret_struct_keys.contains(key)
+    }
+
+    /// Collects the fields that carry the secret option, once, so masking does not decode
+    /// field options per request.
+    fn index_secret_fields(&mut self) {
+        let Some(option) = self.pool.get_extension_by_name(super::secrets::SECRET_OPTION) else {
+            return;
+        };
+        self.secret_fields = self
+            .pool
+            .all_messages()
+            .flat_map(|message| message.fields().collect::<Vec<_>>())
+            .filter(|field| {
+                let options = field.options();
+                options.has_extension(&option) && options.get_extension(&option).as_bool() == Some(true)
+            })
+            .map(|field| field.full_name().to_owned())
+            .collect();
     }
 
     /// Registers every message defined in the files of an encoded `FileDescriptorSet` that
@@ -68,6 +113,7 @@ impl ConfigTypes {
             }
         }
         self.registered.extend(added.iter().cloned());
+        self.index_secret_fields();
         Ok(added)
     }
 

@@ -88,6 +88,10 @@ pub struct Connector {
     pub disable_check_bad_sync: bool,
     pub can_resume_sync: bool,
     pub sync_disabled: Option<SyncDisabled>,
+    pub schedule: Option<super::Schedule>,
+    /// Random bytes that make the fingerprints of this connector's config secrets unique to
+    /// it; never returned.
+    pub secret_salt: Vec<u8>,
     /// Number of writes so far, starting at 1; the etag is derived from it.
     pub revision: u64,
 }
@@ -99,6 +103,10 @@ impl Connector {
 
     pub fn is_deleted(&self) -> bool {
         self.deleted_at.is_some()
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.can_resume_sync
     }
 
     /// Opaque version tag that changes on every write.
@@ -125,6 +133,26 @@ pub struct NewConnector {
     pub request_id: Option<String>,
 }
 
+impl NewConnector {
+    /// Names of the fields the request sets, for audit logs.
+    pub fn set_fields(&self) -> Vec<&'static str> {
+        let mut fields = vec!["app_id", "catalog_id"];
+        if !self.display_name.is_empty() {
+            fields.push("display_name");
+        }
+        if !self.description.is_empty() {
+            fields.push("description");
+        }
+        if !self.user_ids.is_empty() {
+            fields.push("user_ids");
+        }
+        if self.config.is_some() {
+            fields.push("config");
+        }
+        fields
+    }
+}
+
 /// The client-writable fields that an update replaces; `None` leaves a field unchanged.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ConnectorPatch {
@@ -143,6 +171,23 @@ pub struct ConnectorPatch {
 impl ConnectorPatch {
     pub fn is_empty(&self) -> bool {
         *self == ConnectorPatch::default()
+    }
+
+    /// Names of the fields the patch replaces, for audit logs.
+    pub fn changed_fields(&self) -> Vec<&'static str> {
+        [
+            ("display_name", self.display_name.is_some()),
+            ("description", self.description.is_some()),
+            ("user_ids", self.user_ids.is_some()),
+            ("config", self.config.is_some()),
+            ("sync_config", self.sync_resource_type_ids.is_some()),
+            ("profile_allow_list", self.profile_allow_list.is_some()),
+            ("profile_ignore_list", self.profile_ignore_list.is_some()),
+            ("disable_check_bad_sync", self.disable_check_bad_sync.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, set)| set.then_some(name))
+        .collect()
     }
 
     /// Writes every field of the patch into `connector`.

@@ -26,6 +26,12 @@ impl fmt::Display for FieldViolation {
 pub enum Error {
     #[error("invalid request: {}", summarize(.0))]
     InvalidArgument(Vec<FieldViolation>),
+    /// Missing, unknown, expired or revoked credentials.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// A known caller acting outside what it may do.
+    #[error("{0}")]
+    PermissionDenied(String),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]

@@ -5,9 +5,10 @@ use std::sync::Arc;
 use chrono::Utc;
 
 use super::{
-    Connector, ConnectorKey, ConnectorPatch, ConnectorStatus, Error, NewConnector, ids::IdGenerator,
+    ConfigTypes, Connector, ConnectorKey, ConnectorPatch, ConnectorStatus, Error, NewConnector, ids::IdGenerator,
+    lifecycle::cancelled,
 };
-use crate::store::{Inserted, Store, StoreError};
+use crate::store::{Batch, Inserted, Store, StoreError};
 
 /// How often an unconditional update is retried when another write to the same connector
 /// lands between its read and its write.
@@ -35,12 +36,24 @@ pub type ExpectedEtag<'a> = Option<&'a str>;
 
 pub struct ConnectorRegistry {
     store: Arc<dyn Store>,
+    config_types: Arc<ConfigTypes>,
     ids: IdGenerator,
 }
 
+/// Draws the per-connector salt of secret fingerprints from the OS CSPRNG.
+fn new_salt() -> Result<Vec<u8>, Error> {
+    let mut salt = vec![0u8; 16];
+    getrandom::fill(&mut salt).map_err(|error| Error::Internal(format!("the OS random generator failed: {error}")))?;
+    Ok(salt)
+}
+
 impl ConnectorRegistry {
-    pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store, ids: IdGenerator::new() }
+    pub fn new(store: Arc<dyn Store>, config_types: Arc<ConfigTypes>) -> Self {
+        Self { store, config_types, ids: IdGenerator::new() }
+    }
+
+    pub fn config_types(&self) -> &Arc<ConfigTypes> {
+        &self.config_types
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -48,7 +61,10 @@ impl ConnectorRegistry {
     }
 
     /// Stores a new connector, or returns the one created earlier with the same request id.
-    pub async fn create(&self, new: NewConnector) -> Result<Connector, Error> {
+    pub async fn create(&self, mut new: NewConnector) -> Result<Connector, Error> {
+        if let Some(config) = &new.config {
+            new.config = Some(self.restore_secrets("config", config, None)?);
+        }
         let now = Utc::now();
         let connector = Connector {
             id: self.ids.next_id(),
@@ -70,6 +86,8 @@ impl ConnectorRegistry {
             disable_check_bad_sync: false,
             can_resume_sync: false,
             sync_disabled: None,
+            schedule: None,
+            secret_salt: new_salt()?,
             revision: 1,
         };
 
@@ -118,33 +136,64 @@ impl ConnectorRegistry {
         expected_etag: ExpectedEtag<'_>,
     ) -> Result<Connector, Error> {
         self.modify(key, expected_etag, |connector| {
+            let mut patch = patch.clone();
+            if let Some(Some(config)) = &patch.config {
+                patch.config = Some(Some(self.restore_secrets("connector.config", config, connector.config.as_ref())?));
+            }
             patch.apply_to(connector);
             Ok(())
         })
         .await
     }
 
+    /// Puts stored secrets back where a client sent the mask; `field` names the config in
+    /// the request for errors.
+    fn restore_secrets(&self, field: &str, incoming: &super::Config, stored: Option<&super::Config>) -> Result<super::Config, Error> {
+        self.config_types
+            .restore_secrets(incoming, stored)
+            .map_err(|violation| Error::invalid(format!("{field}.{}", violation.field), violation.description))
+    }
+
     /// Soft-deletes a connector: it stays readable with `get` but leaves lists and accepts
-    /// no more writes.
+    /// no more writes. Its pending sync is cancelled in the same write.
     pub async fn delete(
         &self,
         key: &ConnectorKey,
         expected_etag: ExpectedEtag<'_>,
     ) -> Result<Connector, Error> {
-        let current = self.get(key).await?;
-        if current.is_deleted() {
-            return Err(Error::NotFound(format!("{key} not found: it was deleted")));
+        for _ in 0..MAX_UPDATE_ATTEMPTS {
+            let current = self.get(key).await?;
+            if current.is_deleted() {
+                return Err(Error::NotFound(format!("{key} not found: it was deleted")));
+            }
+            if let Some(expected) = expected_etag
+                && expected != current.etag()
+            {
+                return Err(stale_etag(key, expected, &current));
+            }
+
+            let now = Utc::now();
+            let mut deleted = current.clone();
+            deleted.deleted_at = Some(now);
+            deleted.updated_at = now;
+            deleted.revision = current.revision + 1;
+            let mut batch = Batch::replace_connector(deleted.clone(), current.revision);
+            if let Some(pending) = self.store.pending_sync(key).await? {
+                batch.syncs.push(cancelled(pending, "cancelled because the connector was deleted", now));
+            }
+
+            match self.store.apply(&batch).await {
+                Ok(()) => return Ok(deleted),
+                Err(StoreError::Conflict(_)) if expected_etag.is_none() => continue,
+                Err(StoreError::Conflict(_)) => {
+                    return Err(Error::Aborted(format!(
+                        "{key} was changed by another write; read it again and retry with the new etag"
+                    )));
+                }
+                Err(error) => return Err(error.into()),
+            }
         }
-        self.modify(key, expected_etag, |connector| {
-            connector.deleted_at = Some(Utc::now());
-            Ok(())
-        })
-        .await
-        .map_err(|error| match error {
-            // Lost a race against a concurrent delete.
-            Error::FailedPrecondition(_) => Error::NotFound(format!("{key} not found: it was deleted")),
-            other => other,
-        })
+        Err(Error::Aborted(format!("{key} is being changed by many writers at once; retry later")))
     }
 
     /// Reads a live connector, lets `change` edit it, and writes it back if nothing else
@@ -177,7 +226,7 @@ impl ConnectorRegistry {
             updated.revision = current.revision + 1;
             updated.updated_at = Utc::now();
 
-            match self.store.replace_connector(&updated, current.revision).await {
+            match self.store.apply(&Batch::replace_connector(updated.clone(), current.revision)).await {
                 Ok(()) => return Ok(updated),
                 Err(StoreError::Conflict(_)) if expected_etag.is_none() => continue,
                 Err(StoreError::Conflict(_)) => {
@@ -205,10 +254,8 @@ fn stale_etag(key: &ConnectorKey, expected: &str, current: &Connector) -> Error 
 impl From<StoreError> for Error {
     fn from(error: StoreError) -> Self {
         match error {
-            StoreError::NotFound(key) => Error::NotFound(format!("{key} not found")),
-            StoreError::Conflict(key) => {
-                Error::Aborted(format!("{key} was changed by another write; retry"))
-            }
+            StoreError::NotFound(what) => Error::NotFound(format!("{what} not found")),
+            StoreError::Conflict(what) => Error::Aborted(format!("{what}; retry")),
             StoreError::NoSpace(detail) => {
                 // The detail may name server paths, so it goes to the log only.
                 tracing::warn!(%detail, "write rejected: the disk is full");

@@ -11,18 +11,19 @@ pub mod sled_store;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::domain::{Connector, ConnectorKey};
+use crate::domain::{Connector, ConnectorKey, Credential, SyncRun, SyncState};
 
 pub use sled_store::{SledStore, SledStoreOptions};
 
 /// Failure of a store operation.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
-    /// The stored revision differs from the expected one: another write came first.
-    #[error("{0} was changed by another write")]
-    Conflict(ConnectorKey),
+    /// The stored revision differs from the expected one (another write came first), or a
+    /// uniqueness rule would break. The text names the record.
+    #[error("{0}")]
+    Conflict(String),
     #[error("{0} not found")]
-    NotFound(ConnectorKey),
+    NotFound(String),
     #[error("stored record {key} is corrupt: {reason}")]
     Corrupt { key: String, reason: String },
     /// The disk is full; reads still work.
@@ -71,13 +72,57 @@ pub trait Store: Send + Sync + 'static {
         include_deleted: bool,
     ) -> Result<Vec<Connector>, StoreError>;
 
-    /// Replaces a stored connector if its stored revision is `expected_revision`, otherwise
-    /// fails with [`StoreError::Conflict`].
-    async fn replace_connector(
+    /// Writes every record of the batch atomically, each only if its stored revision is the
+    /// expected one, and keeps the indexes in step: the live-connector list, the schedule
+    /// queue, the single pending sync per connector, sync leases, ForceSync request ids and
+    /// credential client ids. Fails with [`StoreError::Conflict`] and writes nothing when a
+    /// revision differs or a second pending sync, request id or client id would appear.
+    async fn apply(&self, batch: &Batch) -> Result<(), StoreError>;
+
+    async fn get_sync(&self, key: &ConnectorKey, sync_id: &str) -> Result<Option<SyncRun>, StoreError>;
+
+    /// Returns up to `limit` syncs of a connector, newest first, starting before `before_id`,
+    /// optionally only those in one state.
+    async fn list_syncs(
         &self,
-        connector: &Connector,
-        expected_revision: u64,
-    ) -> Result<(), StoreError>;
+        key: &ConnectorKey,
+        before_id: Option<&str>,
+        limit: usize,
+        state: Option<SyncState>,
+    ) -> Result<Vec<SyncRun>, StoreError>;
+
+    /// Returns the connector's pending sync, if any.
+    async fn pending_sync(&self, key: &ConnectorKey) -> Result<Option<SyncRun>, StoreError>;
+
+    /// Returns the sync that a ForceSync with this request id queued.
+    async fn find_sync_by_request_id(
+        &self,
+        key: &ConnectorKey,
+        request_id: &str,
+    ) -> Result<Option<SyncRun>, StoreError>;
+
+    /// Returns up to `limit` running syncs whose lease ended at or before `now`, oldest first.
+    async fn expired_leases(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<SyncRun>, StoreError>;
+
+    /// Returns up to `limit` connectors whose next scheduled run is at or before `now`.
+    async fn due_schedules(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<ConnectorKey>, StoreError>;
+
+    async fn get_credential(
+        &self,
+        key: &ConnectorKey,
+        credential_id: &str,
+    ) -> Result<Option<Credential>, StoreError>;
+
+    /// Returns up to `limit` credentials of a connector, newest first, starting before
+    /// `before_id`; revoked and expired ones included.
+    async fn list_credentials(
+        &self,
+        key: &ConnectorKey,
+        before_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Credential>, StoreError>;
+
+    async fn find_credential(&self, client_id: &str) -> Result<Option<Credential>, StoreError>;
 
     /// Forgets request ids recorded before `cutoff`; returns how many were removed.
     async fn purge_request_ids(&self, cutoff: DateTime<Utc>) -> Result<usize, StoreError>;
@@ -89,5 +134,36 @@ pub trait Store: Send + Sync + 'static {
     /// request, such as a full disk, or `Ok` when writes are expected to succeed.
     fn check_writable(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+}
+
+/// A record to write and the revision it must have in the store, `None` for a new record.
+#[derive(Debug, Clone)]
+pub struct Versioned<T> {
+    pub record: T,
+    pub expected_revision: Option<u64>,
+}
+
+impl<T> Versioned<T> {
+    pub fn new(record: T) -> Self {
+        Self { record, expected_revision: None }
+    }
+
+    pub fn replacing(record: T, expected_revision: u64) -> Self {
+        Self { record, expected_revision: Some(expected_revision) }
+    }
+}
+
+/// Records that [`Store::apply`] writes together or not at all.
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    pub connector: Option<Versioned<Connector>>,
+    pub syncs: Vec<Versioned<SyncRun>>,
+    pub credentials: Vec<Versioned<Credential>>,
+}
+
+impl Batch {
+    pub fn replace_connector(connector: Connector, expected_revision: u64) -> Self {
+        Self { connector: Some(Versioned::replacing(connector, expected_revision)), ..Self::default() }
     }
 }

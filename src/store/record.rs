@@ -5,7 +5,8 @@ use chrono::{DateTime, Utc};
 
 use super::StoreError;
 use crate::domain::{
-    Config, Connector, ConnectorStatus, OAuthGrant, SyncDisabled, SyncStatus,
+    Config, Connector, ConnectorStatus, Credential, OAuthGrant, Schedule, SecretHash, SyncDisabled,
+    SyncRun, SyncState, SyncStatus, SyncTrigger,
 };
 
 /// Version of the record layout below; readers reject any other value.
@@ -52,6 +53,84 @@ struct ConnectorRecord {
     can_resume_sync: bool,
     #[prost(message, optional, tag = "19")]
     sync_disabled: Option<SyncDisabledRecord>,
+    #[prost(message, optional, tag = "20")]
+    schedule: Option<ScheduleRecord>,
+    #[prost(bytes = "vec", tag = "21")]
+    secret_salt: Vec<u8>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct ScheduleRecord {
+    #[prost(string, tag = "1")]
+    cron_spec: String,
+    #[prost(string, tag = "2")]
+    timezone: String,
+    #[prost(int64, optional, tag = "3")]
+    next_run_at_nanos: Option<i64>,
+    #[prost(int64, optional, tag = "4")]
+    last_run_at_nanos: Option<i64>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct SyncRecord {
+    #[prost(string, tag = "1")]
+    id: String,
+    #[prost(string, tag = "2")]
+    app_id: String,
+    #[prost(string, tag = "3")]
+    connector_id: String,
+    /// 1 manual, 2 schedule, 3 resume, 4 confirm.
+    #[prost(int32, tag = "4")]
+    trigger: i32,
+    /// 1 pending, 2 running, 3 done, 4 error, 5 cancelled.
+    #[prost(int32, tag = "5")]
+    state: i32,
+    #[prost(int64, tag = "6")]
+    created_at_nanos: i64,
+    #[prost(int64, optional, tag = "7")]
+    started_at_nanos: Option<i64>,
+    #[prost(int64, optional, tag = "8")]
+    completed_at_nanos: Option<i64>,
+    #[prost(int64, tag = "9")]
+    updated_at_nanos: i64,
+    #[prost(string, tag = "10")]
+    error: String,
+    #[prost(bool, tag = "11")]
+    data_drop: bool,
+    #[prost(string, tag = "12")]
+    artifact_url: String,
+    #[prost(bool, tag = "13")]
+    confirmed: bool,
+    #[prost(int64, optional, tag = "14")]
+    lease_expires_at_nanos: Option<i64>,
+    #[prost(string, optional, tag = "15")]
+    request_id: Option<String>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct CredentialRecord {
+    #[prost(string, tag = "1")]
+    id: String,
+    #[prost(string, tag = "2")]
+    app_id: String,
+    #[prost(string, tag = "3")]
+    connector_id: String,
+    #[prost(string, tag = "4")]
+    client_id: String,
+    #[prost(string, tag = "5")]
+    display_name: String,
+    #[prost(bytes = "vec", tag = "6")]
+    secret_sha256: Vec<u8>,
+    #[prost(int64, tag = "7")]
+    created_at_nanos: i64,
+    #[prost(int64, tag = "8")]
+    updated_at_nanos: i64,
+    #[prost(int64, optional, tag = "9")]
+    deleted_at_nanos: Option<i64>,
+    #[prost(int64, optional, tag = "10")]
+    expires_at_nanos: Option<i64>,
+    #[prost(int64, optional, tag = "11")]
+    last_used_at_nanos: Option<i64>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -109,22 +188,52 @@ struct RequestIdRecord {
     recorded_at_nanos: i64,
 }
 
-/// Encodes a connector with its revision in the header, so that conditional writes can
+/// Encodes a record with its revision in the header, so that conditional writes can
 /// compare revisions without decoding the message.
-pub(super) fn encode_connector(connector: &Connector) -> Vec<u8> {
-    let record = ConnectorRecord::from(connector);
-    let mut bytes = Vec::with_capacity(HEADER_LEN + prost::Message::encoded_len(&record));
+fn encode_versioned(revision: u64, record: &impl prost::Message) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(HEADER_LEN + record.encoded_len());
     bytes.push(FORMAT_VERSION);
-    bytes.extend_from_slice(&connector.revision.to_be_bytes());
-    prost::Message::encode(&record, &mut bytes).expect("a Vec grows to fit any message");
+    bytes.extend_from_slice(&revision.to_be_bytes());
+    record.encode(&mut bytes).expect("a Vec grows to fit any message");
     bytes
 }
 
-pub(super) fn decode_connector(key: &[u8], bytes: &[u8]) -> Result<Connector, StoreError> {
+fn decode_versioned<M: prost::Message + Default>(
+    key: &[u8],
+    bytes: &[u8],
+    kind: &str,
+) -> Result<(u64, M), StoreError> {
     let revision = stored_revision(key, bytes)?;
-    let record: ConnectorRecord = prost::Message::decode(&bytes[HEADER_LEN..])
-        .map_err(|error| corrupt(key, format!("undecodable connector record: {error}")))?;
+    let record = M::decode(&bytes[HEADER_LEN..])
+        .map_err(|error| corrupt(key, format!("undecodable {kind} record: {error}")))?;
+    Ok((revision, record))
+}
+
+pub(super) fn encode_connector(connector: &Connector) -> Vec<u8> {
+    encode_versioned(connector.revision, &ConnectorRecord::from(connector))
+}
+
+pub(super) fn decode_connector(key: &[u8], bytes: &[u8]) -> Result<Connector, StoreError> {
+    let (revision, record) = decode_versioned::<ConnectorRecord>(key, bytes, "connector")?;
     Ok(record.into_connector(revision))
+}
+
+pub(super) fn encode_sync(sync: &SyncRun) -> Vec<u8> {
+    encode_versioned(sync.revision, &SyncRecord::from(sync))
+}
+
+pub(super) fn decode_sync(key: &[u8], bytes: &[u8]) -> Result<SyncRun, StoreError> {
+    let (revision, record) = decode_versioned::<SyncRecord>(key, bytes, "sync")?;
+    record.into_sync(revision).map_err(|reason| corrupt(key, reason))
+}
+
+pub(super) fn encode_credential(credential: &Credential) -> Vec<u8> {
+    encode_versioned(credential.revision, &CredentialRecord::from(credential))
+}
+
+pub(super) fn decode_credential(key: &[u8], bytes: &[u8]) -> Result<Credential, StoreError> {
+    let (revision, record) = decode_versioned::<CredentialRecord>(key, bytes, "credential")?;
+    record.into_credential(revision).map_err(|reason| corrupt(key, reason))
 }
 
 /// Reads the revision from an encoded connector's header.
@@ -173,7 +282,7 @@ fn corrupt(key: &[u8], reason: String) -> StoreError {
     StoreError::Corrupt { key: String::from_utf8_lossy(key).replace('\0', "/"), reason }
 }
 
-fn to_nanos(time: DateTime<Utc>) -> i64 {
+pub(super) fn to_nanos(time: DateTime<Utc>) -> i64 {
     // Out of range only after the year 2262.
     time.timestamp_nanos_opt().unwrap_or(i64::MAX)
 }
@@ -243,6 +352,13 @@ impl From<&Connector> for ConnectorRecord {
                 category: disabled.category.clone(),
                 reason: disabled.reason.clone(),
             }),
+            schedule: connector.schedule.as_ref().map(|schedule| ScheduleRecord {
+                cron_spec: schedule.cron_spec.clone(),
+                timezone: schedule.timezone.clone(),
+                next_run_at_nanos: schedule.next_run_at.map(to_nanos),
+                last_run_at_nanos: schedule.last_run_at.map(to_nanos),
+            }),
+            secret_salt: connector.secret_salt.clone(),
         }
     }
 }
@@ -283,8 +399,136 @@ impl ConnectorRecord {
                 category: disabled.category,
                 reason: disabled.reason,
             }),
+            schedule: self.schedule.map(|schedule| Schedule {
+                cron_spec: schedule.cron_spec,
+                timezone: schedule.timezone,
+                next_run_at: schedule.next_run_at_nanos.map(from_nanos),
+                last_run_at: schedule.last_run_at_nanos.map(from_nanos),
+            }),
+            secret_salt: self.secret_salt,
             revision,
         }
+    }
+}
+
+fn trigger_code(trigger: SyncTrigger) -> i32 {
+    match trigger {
+        SyncTrigger::Manual => 1,
+        SyncTrigger::Schedule => 2,
+        SyncTrigger::Resume => 3,
+        SyncTrigger::Confirm => 4,
+    }
+}
+
+fn state_code(state: SyncState) -> i32 {
+    match state {
+        SyncState::Pending => 1,
+        SyncState::Running => 2,
+        SyncState::Done => 3,
+        SyncState::Error => 4,
+        SyncState::Cancelled => 5,
+    }
+}
+
+impl From<&SyncRun> for SyncRecord {
+    fn from(sync: &SyncRun) -> Self {
+        Self {
+            id: sync.id.clone(),
+            app_id: sync.app_id.clone(),
+            connector_id: sync.connector_id.clone(),
+            trigger: trigger_code(sync.trigger),
+            state: state_code(sync.state),
+            created_at_nanos: to_nanos(sync.created_at),
+            started_at_nanos: sync.started_at.map(to_nanos),
+            completed_at_nanos: sync.completed_at.map(to_nanos),
+            updated_at_nanos: to_nanos(sync.updated_at),
+            error: sync.error.clone(),
+            data_drop: sync.data_drop,
+            artifact_url: sync.artifact_url.clone(),
+            confirmed: sync.confirmed,
+            lease_expires_at_nanos: sync.lease_expires_at.map(to_nanos),
+            request_id: sync.request_id.clone(),
+        }
+    }
+}
+
+impl SyncRecord {
+    fn into_sync(self, revision: u64) -> Result<SyncRun, String> {
+        let trigger = match self.trigger {
+            1 => SyncTrigger::Manual,
+            2 => SyncTrigger::Schedule,
+            3 => SyncTrigger::Resume,
+            4 => SyncTrigger::Confirm,
+            other => return Err(format!("unknown sync trigger {other}")),
+        };
+        let state = match self.state {
+            1 => SyncState::Pending,
+            2 => SyncState::Running,
+            3 => SyncState::Done,
+            4 => SyncState::Error,
+            5 => SyncState::Cancelled,
+            other => return Err(format!("unknown sync state {other}")),
+        };
+        Ok(SyncRun {
+            id: self.id,
+            app_id: self.app_id,
+            connector_id: self.connector_id,
+            trigger,
+            state,
+            created_at: from_nanos(self.created_at_nanos),
+            started_at: self.started_at_nanos.map(from_nanos),
+            completed_at: self.completed_at_nanos.map(from_nanos),
+            updated_at: from_nanos(self.updated_at_nanos),
+            error: self.error,
+            data_drop: self.data_drop,
+            artifact_url: self.artifact_url,
+            confirmed: self.confirmed,
+            lease_expires_at: self.lease_expires_at_nanos.map(from_nanos),
+            request_id: self.request_id,
+            revision,
+        })
+    }
+}
+
+impl From<&Credential> for CredentialRecord {
+    fn from(credential: &Credential) -> Self {
+        Self {
+            id: credential.id.clone(),
+            app_id: credential.app_id.clone(),
+            connector_id: credential.connector_id.clone(),
+            client_id: credential.client_id.clone(),
+            display_name: credential.display_name.clone(),
+            secret_sha256: credential.secret_hash.0.to_vec(),
+            created_at_nanos: to_nanos(credential.created_at),
+            updated_at_nanos: to_nanos(credential.updated_at),
+            deleted_at_nanos: credential.deleted_at.map(to_nanos),
+            expires_at_nanos: credential.expires_at.map(to_nanos),
+            last_used_at_nanos: credential.last_used_at.map(to_nanos),
+        }
+    }
+}
+
+impl CredentialRecord {
+    fn into_credential(self, revision: u64) -> Result<Credential, String> {
+        let hash: [u8; 32] = self
+            .secret_sha256
+            .as_slice()
+            .try_into()
+            .map_err(|_| format!("secret hash has {} bytes, expected 32", self.secret_sha256.len()))?;
+        Ok(Credential {
+            id: self.id,
+            app_id: self.app_id,
+            connector_id: self.connector_id,
+            client_id: self.client_id,
+            display_name: self.display_name,
+            secret_hash: SecretHash(hash),
+            created_at: from_nanos(self.created_at_nanos),
+            updated_at: from_nanos(self.updated_at_nanos),
+            deleted_at: self.deleted_at_nanos.map(from_nanos),
+            expires_at: self.expires_at_nanos.map(from_nanos),
+            last_used_at: self.last_used_at_nanos.map(from_nanos),
+            revision,
+        })
     }
 }
 
@@ -320,6 +564,13 @@ mod tests {
             disable_check_bad_sync: true,
             can_resume_sync: true,
             sync_disabled: Some(SyncDisabled { at: now, category: "paused".into(), reason: "r".into() }),
+            schedule: Some(Schedule {
+                cron_spec: "0 * * * *".into(),
+                timezone: "UTC".into(),
+                next_run_at: Some(now),
+                last_run_at: None,
+            }),
+            secret_salt: vec![9; 16],
             revision: 7,
         }
     }

@@ -1,0 +1,174 @@
+//! Sync runs and connector schedules.
+
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use croner::Cron;
+
+/// What queued a sync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncTrigger {
+    Manual,
+    Schedule,
+    Resume,
+    Confirm,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncState {
+    Pending,
+    Running,
+    Done,
+    Error,
+    Cancelled,
+}
+
+impl SyncState {
+    pub fn is_finished(self) -> bool {
+        matches!(self, SyncState::Done | SyncState::Error | SyncState::Cancelled)
+    }
+}
+
+/// One run of a connector's sync.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncRun {
+    pub id: String,
+    pub app_id: String,
+    pub connector_id: String,
+    pub trigger: SyncTrigger,
+    pub state: SyncState,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+    pub error: String,
+    pub data_drop: bool,
+    pub artifact_url: String,
+    pub confirmed: bool,
+    /// While running: when the claim lapses unless the worker sends a heartbeat.
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    /// Idempotency key of the ForceSync that queued it.
+    pub request_id: Option<String>,
+    pub revision: u64,
+}
+
+/// A connector's cron schedule and where the scheduler stands on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schedule {
+    pub cron_spec: String,
+    /// IANA name; empty means UTC.
+    pub timezone: String,
+    /// Next run the scheduler will queue.
+    pub next_run_at: Option<DateTime<Utc>>,
+    /// Last run the scheduler queued or skipped.
+    pub last_run_at: Option<DateTime<Utc>>,
+}
+
+/// A parsed cron spec in a timezone.
+#[derive(Debug, Clone)]
+pub struct CronSchedule {
+    cron: Cron,
+    timezone: Tz,
+}
+
+/// Why a schedule was rejected; the message names the rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScheduleError {
+    #[error("{0}")]
+    CronSpec(String),
+    #[error("{0}")]
+    Timezone(String),
+}
+
+impl CronSchedule {
+    /// Parses a five-field (or six-field, seconds first) cron spec and an IANA timezone.
+    pub fn parse(cron_spec: &str, timezone: &str) -> Result<Self, ScheduleError> {
+        let shown = super::connector_text::shorten(cron_spec);
+        let fields = cron_spec.split_whitespace().count();
+        if !(5..=6).contains(&fields) {
+            return Err(ScheduleError::CronSpec(format!(
+                "{shown} has {fields} fields; expected 5 (minute hour day-of-month month day-of-week) or 6 (seconds first)"
+            )));
+        }
+        let cron = Cron::from_str(cron_spec)
+            .map_err(|error| ScheduleError::CronSpec(format!("{shown} is not a valid cron spec: {error}")))?;
+        let timezone = if timezone.is_empty() {
+            Tz::UTC
+        } else {
+            timezone.parse::<Tz>().map_err(|_| {
+                ScheduleError::Timezone(format!(
+                    "{} is not an IANA timezone name such as Europe/Berlin or UTC",
+                    super::connector_text::shorten(timezone)
+                ))
+            })?
+        };
+        Ok(Self { cron, timezone })
+    }
+
+    /// Returns the first run strictly after `after`, in UTC.
+    pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let local = after.with_timezone(&self.timezone);
+        self.cron
+            .find_next_occurrence(&local, false)
+            .ok()
+            .map(|next| next.with_timezone(&Utc))
+    }
+
+    /// Returns up to `count` runs after `after`, in UTC.
+    pub fn upcoming(&self, after: DateTime<Utc>, count: usize) -> Vec<DateTime<Utc>> {
+        let mut runs = Vec::with_capacity(count);
+        let mut cursor = after;
+        while runs.len() < count {
+            let Some(next) = self.next_after(cursor) else { break };
+            runs.push(next);
+            cursor = next;
+        }
+        runs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    fn utc(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn five_field_spec_runs_in_its_timezone() {
+        let schedule = CronSchedule::parse("30 2 * * *", "Europe/Berlin").unwrap();
+        // 02:30 in Berlin in winter is 01:30 UTC.
+        assert_eq!(schedule.next_after(utc("2026-01-10T00:00:00Z")), Some(utc("2026-01-10T01:30:00Z")));
+    }
+
+    #[test]
+    fn fixed_time_in_dst_gap_runs_right_after_the_gap() {
+        // Europe/Berlin skips 02:00-03:00 on 2026-03-29; croner runs fixed-time jobs at the
+        // first valid time after the gap on the same day.
+        let schedule = CronSchedule::parse("30 2 * * *", "Europe/Berlin").unwrap();
+        let next = schedule.next_after(utc("2026-03-28T23:00:00Z")).unwrap();
+        let berlin = next.with_timezone(&chrono_tz::Europe::Berlin);
+        assert_eq!(berlin, chrono_tz::Europe::Berlin.with_ymd_and_hms(2026, 3, 29, 3, 0, 0).unwrap());
+    }
+
+    #[test]
+    fn fixed_time_in_dst_repeat_runs_once() {
+        // Europe/Berlin repeats 02:00-03:00 on 2026-10-25; a fixed-time job runs only at the
+        // first occurrence, so the two runs after it are a day apart.
+        let schedule = CronSchedule::parse("30 2 * * *", "Europe/Berlin").unwrap();
+        let runs = schedule.upcoming(utc("2026-10-24T12:00:00Z"), 3);
+        assert_eq!(runs[0], utc("2026-10-25T00:30:00Z"));
+        assert_eq!(runs[1], utc("2026-10-26T01:30:00Z"));
+    }
+
+    #[test]
+    fn bad_spec_and_timezone_are_rejected() {
+        assert!(matches!(CronSchedule::parse("61 * * * *", "UTC"), Err(ScheduleError::CronSpec(_))));
+        assert!(matches!(CronSchedule::parse("* * *", "UTC"), Err(ScheduleError::CronSpec(_))));
+        assert!(matches!(CronSchedule::parse("0 * * * *", "Mars/Olympus"), Err(ScheduleError::Timezone(_))));
+    }
+}

@@ -5,7 +5,11 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::server::ServeOptions;
+use crate::{
+    admission::AdmissionLimits,
+    connection_limit::ConnectionLimits,
+    server::{DEFAULT_MIN_FREE_DISK_BYTES, ServeOptions},
+};
 
 #[derive(Debug, Parser)]
 #[command(name = "connectord", version, about = "A self-hosted connector registry with a gRPC API.")]
@@ -128,6 +132,36 @@ pub struct ServeArgs {
     #[arg(long, env = "CONNECTORD_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
 
+    /// Maximum number of open TCP connections; connections over it are closed at once.
+    #[arg(long, env = "CONNECTORD_MAX_CONNECTIONS", default_value_t = 1024, value_parser = parse_positive)]
+    pub max_connections: usize,
+
+    /// Time a new connection gets to send the HTTP/2 preface and settings, such as 10s.
+    #[arg(long, env = "CONNECTORD_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub handshake_timeout: Duration,
+
+    /// Maximum number of connector calls processed at once.
+    #[arg(long, env = "CONNECTORD_MAX_CONCURRENT_REQUESTS", default_value_t = 256, value_parser = parse_positive)]
+    pub max_concurrent_requests: usize,
+
+    /// Maximum number of connector calls waiting for a slot; calls beyond it fail with
+    /// RESOURCE_EXHAUSTED.
+    #[arg(long, env = "CONNECTORD_MAX_QUEUED_REQUESTS", default_value_t = 1024)]
+    pub max_queued_requests: usize,
+
+    /// Maximum wait of a call for a slot before it fails with RESOURCE_EXHAUSTED, such as 1s.
+    #[arg(long, env = "CONNECTORD_QUEUE_TIMEOUT", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub queue_timeout: Duration,
+
+    /// Free space in bytes kept on the data directory's file system; below it writes fail
+    /// with RESOURCE_EXHAUSTED. 0 turns the check off.
+    #[arg(long, env = "CONNECTORD_MIN_FREE_DISK_BYTES", default_value_t = DEFAULT_MIN_FREE_DISK_BYTES)]
+    pub min_free_disk_bytes: u64,
+
+    /// UNSAFE, for crash tests only: acknowledge writes before they are durable, so a crash
+    /// loses them.
+    #[arg(long, env = "CONNECTORD_UNSAFE_SKIP_FLUSH_FOR_TESTS", hide = true)]
+    pub unsafe_skip_flush_for_tests: bool,
     /// How long older credentials of a connector keep working after RotateCredential, such as 24h.
     #[arg(long, env = "CONNECTORD_CREDENTIAL_ROTATION_GRACE", default_value = "24h", value_parser = humantime::parse_duration)]
     pub credential_rotation_grace: Duration,
@@ -182,6 +216,14 @@ fn parse_cors_origin(origin: &str) -> Result<String, crate::gateway::OriginError
     crate::gateway::parse_origin(origin).map(|_| origin.to_owned())
 }
 
+fn parse_positive(value: &str) -> Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_owned()),
+        Ok(number) => Ok(number),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
 impl ServeArgs {
     pub fn serve_options(&self) -> ServeOptions {
         ServeOptions {
@@ -189,6 +231,17 @@ impl ServeArgs {
             descriptor_sets: self.descriptor_sets.clone(),
             max_config_bytes: self.max_config_bytes,
             shutdown_grace: self.shutdown_grace,
+            connection_limits: ConnectionLimits {
+                max_connections: self.max_connections,
+                handshake_timeout: self.handshake_timeout,
+            },
+            admission: AdmissionLimits {
+                max_concurrent_requests: self.max_concurrent_requests,
+                max_queued_requests: self.max_queued_requests,
+                queue_timeout: self.queue_timeout,
+            },
+            min_free_disk_bytes: self.min_free_disk_bytes,
+            unsafe_skip_flush_for_tests: self.unsafe_skip_flush_for_tests,
             credential_rotation_grace: self.credential_rotation_grace,
             sync_lease: self.sync_lease,
             tokens_file: self.tokens_file.clone(),
@@ -218,6 +271,32 @@ mod tests {
         assert_eq!(cli.into_serve_args().listen.port(), 7000);
         let cli = Cli::try_parse_from(["connectord", "serve", "--shutdown-grace", "3s"]).unwrap();
         assert_eq!(cli.into_serve_args().shutdown_grace, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn limit_flags_reach_serve_options() {
+        let cli = Cli::try_parse_from(["connectord", "--max-connections", "8", "--handshake-timeout", "2s", "--max-concurrent-requests", "4"]).unwrap();
+        let options = cli.into_serve_args().serve_options();
+        assert_eq!(options.connection_limits.max_connections, 8);
+        assert_eq!(options.connection_limits.handshake_timeout, Duration::from_secs(2));
+        assert_eq!(options.admission.max_concurrent_requests, 4);
+        assert!(!options.unsafe_skip_flush_for_tests);
+    }
+
+    #[test]
+    fn limit_defaults_match_serve_options_defaults() {
+        let from_flags = Cli::try_parse_from(["connectord"]).unwrap().into_serve_args().serve_options();
+        let from_library = ServeOptions::new("./connectord-data");
+        assert_eq!(from_flags.connection_limits.max_connections, from_library.connection_limits.max_connections);
+        assert_eq!(from_flags.connection_limits.handshake_timeout, Duration::from_secs(10));
+        assert_eq!(from_flags.admission, from_library.admission);
+        assert_eq!(from_flags.min_free_disk_bytes, from_library.min_free_disk_bytes);
+    }
+
+    #[test]
+    fn zero_max_connections_is_rejected() {
+        let error = Cli::try_parse_from(["connectord", "--max-connections", "0"]).unwrap_err();
+        assert!(error.to_string().contains("at least 1"), "{error}");
     }
 
     #[test]

@@ -4,15 +4,17 @@
 use std::{future::Future, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use tokio::net::TcpListener;
-use tonic::{server::NamedService, service::Routes, transport::server::TcpIncoming};
+use tonic::{server::NamedService, service::Routes};
 use tonic_health::{
     ServingStatus,
     server::{HealthReporter, HealthService},
 };
 
 use crate::{
+    admission::{AdmissionLayer, AdmissionLimits},
     api::{ConnectorApi, ConnectorApiOptions, SyncWorkerApi},
     auth::{AuthLayer, AuthPolicy, TokenFile, Tokens},
+    connection_limit::{ConnectionLimits, limited_incoming},
     domain::{
         ConfigTypeError, ConfigTypes, ConnectorRegistry, CredentialService, LifecycleOptions,
         SyncLifecycle, lifecycle::run_timers,
@@ -22,6 +24,7 @@ use crate::{
         connector_sync_service_server::ConnectorSyncServiceServer,
     },
     store::{SledStore, SledStoreOptions, Store, sled_store::OpenError},
+    stream_shutdown::StreamShutdown,
 };
 
 /// Largest gRPC message accepted or sent, in bytes.
@@ -33,6 +36,9 @@ pub const DEFAULT_CREDENTIAL_ROTATION_GRACE: Duration = Duration::from_secs(24 *
 /// How long a Create request id is remembered.
 pub const REQUEST_ID_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
 const REQUEST_ID_PURGE_INTERVAL: Duration = Duration::from_secs(60 * 60);
+/// Default free-space reserve of the data directory's file system, in bytes.
+// NOTE: an estimate that leaves sled room for its log segments and snapshots, not measured.
+pub const DEFAULT_MIN_FREE_DISK_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Failure to build or run the server.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +80,12 @@ pub struct ServeOptions {
     pub max_config_bytes: usize,
     /// How long in-flight calls may run after shutdown starts.
     pub shutdown_grace: Duration,
+    pub connection_limits: ConnectionLimits,
+    pub admission: AdmissionLimits,
+    /// Free bytes kept on the data directory's file system; writes fail below it.
+    pub min_free_disk_bytes: u64,
+    /// UNSAFE, for tests only: see [`SledStoreOptions::unsafe_skip_flush_for_tests`].
+    pub unsafe_skip_flush_for_tests: bool,
     /// How long older credentials keep working after a rotation.
     pub credential_rotation_grace: Duration,
     /// How long a claimed sync stays with its worker without a heartbeat.
@@ -98,6 +110,10 @@ impl ServeOptions {
             descriptor_sets: Vec::new(),
             max_config_bytes: ConnectorApiOptions::default().max_config_bytes,
             shutdown_grace: Duration::from_secs(10),
+            connection_limits: ConnectionLimits::default(),
+            admission: AdmissionLimits::default(),
+            min_free_disk_bytes: DEFAULT_MIN_FREE_DISK_BYTES,
+            unsafe_skip_flush_for_tests: false,
             credential_rotation_grace: DEFAULT_CREDENTIAL_ROTATION_GRACE,
             sync_lease: LifecycleOptions::default().sync_lease,
             tokens_file: None,
@@ -253,7 +269,12 @@ pub async fn run(
 ) -> Result<(), ServerError> {
     let auth = auth_policy(&listener, &options)?;
     let tls = options.tls.as_ref().map(crate::tls::acceptor).transpose()?;
-    let store = Arc::new(SledStore::open(&SledStoreOptions::new(&options.data_dir))?);
+    let store_options = SledStoreOptions {
+        min_free_disk_bytes: options.min_free_disk_bytes,
+        unsafe_skip_flush_for_tests: options.unsafe_skip_flush_for_tests,
+        ..SledStoreOptions::new(&options.data_dir)
+    };
+    let store = Arc::new(SledStore::open(&store_options)?);
     tracing::info!(data_dir = %options.data_dir.display(), "store opened");
 
     let mut builder = ServicesBuilder::new(store.clone())?
@@ -280,6 +301,11 @@ pub async fn run(
     )?;
     let health = services.health_reporter.clone();
     health.set_serving::<ConnectorServiceServer<ConnectorApi>>().await;
+    let write_health_task = tokio::spawn(crate::write_health::report_write_health(
+        store.clone(),
+        health.clone(),
+        crate::write_health::WRITE_HEALTH_INTERVAL,
+    ));
     health.set_serving::<ConnectorSyncServiceServer<SyncWorkerApi>>().await;
 
     let purge_task = tokio::spawn(purge_request_ids(store.clone()));
@@ -291,24 +317,31 @@ pub async fn run(
     }
 
     let (shutdown_started, shutdown_started_receiver) = tokio::sync::oneshot::channel();
+    let stream_shutdown = StreamShutdown::new();
+    let end_streams = stream_shutdown.layer();
     let signal = async move {
         shutdown.await;
+        write_health_task.abort();
         tracing::info!("shutdown started: health is NOT_SERVING and no new connections are accepted");
         set_not_serving(&health).await;
+        // Watch and reflection streams never end by themselves and would hold the drain.
+        stream_shutdown.trigger();
         let _ = shutdown_started.send(());
     };
+    let (incoming, accept_task) = limited_incoming(listener, options.connection_limits);
     // HTTP/1.1 is accepted for REST and gRPC-Web. The edge layer is outermost, so REST calls
     // pass every layer added after it, as gRPC calls do.
     let router = tonic::transport::Server::builder()
         .accept_http1(true)
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
         .layer(edge)
+        .layer(end_streams)
         .layer(crate::limits::ResourceExhaustedLayer)
         .layer(AuthLayer::new(auth))
+        .layer(AdmissionLayer::new(options.admission))
         .add_routes(services.into_routes());
-    // tonic ignores the builder's tcp_nodelay for a caller's listener, so it is set here:
-    // with Nagle's algorithm, small responses wait about 40 ms for the client's delayed ACK.
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    // NOTE: over TLS the HTTP/2 handshake deadline of the connection limit does not apply,
+    // because the preface is encrypted; the TLS handshake has its own deadline instead.
     let serve: std::pin::Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>> = match tls {
         Some(acceptor) => {
             tracing::info!(client_certificates = options.tls.as_ref().is_some_and(|tls| tls.client_ca.is_some()), "serving TLS");
@@ -332,6 +365,7 @@ pub async fn run(
     }
 
     purge_task.abort();
+    accept_task.abort();
     timers_task.abort();
     reload_task.abort();
     // The tasks hold the store; awaiting them makes sure the store is released on return.

@@ -3,6 +3,7 @@
 //! A store knows keys, encodings and durability. Every write method returns only after the
 //! change is durable, and every multi-key change is atomic.
 
+mod disk_space;
 mod group_commit;
 mod record;
 pub mod sled_store;
@@ -15,7 +16,7 @@ use crate::domain::{Connector, ConnectorKey, Credential, SyncRun, SyncState};
 pub use sled_store::{SledStore, SledStoreOptions};
 
 /// Failure of a store operation.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The stored revision differs from the expected one (another write came first), or a
     /// uniqueness rule would break. The text names the record.
@@ -128,6 +129,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Waits until every acknowledged write is durable and stops accepting writes.
     async fn close(&self) -> Result<(), StoreError>;
+
+    /// Returns the error that writes would fail with now for a reason that outlasts one
+    /// request, such as a full disk, or `Ok` when writes are expected to succeed.
+    fn check_writable(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// A record to write and the revision it must have in the store, `None` for a new record.

@@ -1,7 +1,8 @@
-//! Crash loop: starts the connectord binary, runs concurrent creates, updates and deletes,
-//! and kills the server with SIGKILL at a random moment. After the restart it checks that
-//! every acknowledged write is present with its acknowledged content. It also checks that
-//! no write is half applied, as a record without its live-index entry or the reverse.
+//! Crash loop: starts the connectord binary, runs concurrent creates, updates, deletes and
+//! ForceSync calls, and kills the server with SIGKILL at a random moment. After the restart
+//! it checks that every acknowledged write is present with its acknowledged content. It
+//! also checks that no write is half applied: a connector record without its live-index
+//! entry or the reverse, or a queued sync that the pending-sync index does not point to.
 //!
 //! Runs as a plain binary (`harness = false`), so it takes its own flags:
 //! `cargo test --test crash_loop -- --rounds 200 --seed 7`. `--control` starts the server
@@ -80,6 +81,8 @@ struct Expected {
     /// deleted connector's etag is not checked.
     etag: Option<String>,
     deleted: bool,
+    /// Pending sync that the last acknowledged ForceSync returned.
+    sync_id: Option<String>,
 }
 
 /// The write a worker had sent when the server died, whose outcome is unknown.
@@ -88,8 +91,7 @@ enum InFlight {
     Create { display_name: String },
     Update { id: String, display_name: String, description: String },
     Delete { id: String },
-    // TODO: add ForceSync to the mix once the RPC exists. Its acknowledged effect must
-    // survive a crash like the writes above.
+    ForceSync { id: String },
 }
 
 #[derive(Default)]
@@ -278,16 +280,17 @@ async fn write_loop(
             match client.create(timed(request)).await {
                 Ok(response) => {
                     let connector = response.into_inner().connector_view.unwrap().connector.unwrap();
-                    let expected = Expected { display_name, description, etag: Some(connector.etag.clone()), deleted: false };
+                    let expected = Expected { display_name, description, etag: Some(connector.etag.clone()), deleted: false, sync_id: None };
                     share.insert(connector.id.clone(), expected);
                     live.push(connector.id.clone());
                     Ok(connector.id)
                 }
                 Err(status) => Err((status, InFlight::Create { display_name })),
             }
-        } else if choice < 85 {
+        } else if choice < 75 {
             let id = live[random.usize(..live.len())].clone();
             let current = &share[&id];
+            let sync_id = current.sync_id.clone();
             let request = pb::ConnectorServiceUpdateRequest {
                 connector: Some(pb::Connector {
                     app_id: APP_ID.to_owned(),
@@ -303,10 +306,21 @@ async fn write_loop(
             match client.update(timed(request)).await {
                 Ok(response) => {
                     let connector = response.into_inner().connector_view.unwrap().connector.unwrap();
-                    share.insert(id.clone(), Expected { display_name, description, etag: Some(connector.etag), deleted: false });
+                    share.insert(id.clone(), Expected { display_name, description, etag: Some(connector.etag), deleted: false, sync_id });
                     Ok(id)
                 }
                 Err(status) => Err((status, InFlight::Update { id, display_name, description })),
+            }
+        } else if choice < 88 {
+            let id = live[random.usize(..live.len())].clone();
+            let request = pb::ConnectorServiceForceSyncRequest { app_id: APP_ID.to_owned(), connector_id: id.clone(), ..Default::default() };
+            match client.force_sync(timed(request)).await {
+                Ok(response) => {
+                    let sync = response.into_inner().sync.unwrap();
+                    share.get_mut(&id).unwrap().sync_id = Some(sync.id);
+                    Ok(id)
+                }
+                Err(status) => Err((status, InFlight::ForceSync { id })),
             }
         } else {
             let index = random.usize(..live.len());
@@ -317,6 +331,8 @@ async fn write_loop(
                     let expected = share.get_mut(&id).unwrap();
                     expected.deleted = true;
                     expected.etag = None;
+                    // Delete cancels the pending sync, which is then no longer checked.
+                    expected.sync_id = None;
                     live.swap_remove(index);
                     Ok(id)
                 }
@@ -333,7 +349,7 @@ async fn write_loop(
                     eprintln!("worker {worker}: unexpected error before the kill: {status:?}");
                     result.unexpected_errors += 1;
                 }
-                if let InFlight::Update { id, .. } | InFlight::Delete { id } = &in_flight {
+                if let InFlight::Update { id, .. } | InFlight::Delete { id } | InFlight::ForceSync { id } = &in_flight {
                     result.touched.insert(id.clone());
                 }
                 result.in_flight = Some(in_flight);
@@ -402,7 +418,7 @@ async fn verify(
     let in_flight_ids: BTreeSet<&str> = in_flight
         .iter()
         .filter_map(|write| match write {
-            InFlight::Update { id, .. } | InFlight::Delete { id } => Some(id.as_str()),
+            InFlight::Update { id, .. } | InFlight::Delete { id } | InFlight::ForceSync { id } => Some(id.as_str()),
             InFlight::Create { .. } => None,
         })
         .collect();
@@ -423,6 +439,7 @@ async fn verify(
         }
     }
     resolve_in_flight(&all, known, in_flight, totals);
+    let pending = verify_syncs(&mut client, &all, known, &in_flight_ids, totals).await;
 
     // Anything left unexplained was never written by this test.
     let pending_creates: BTreeSet<&str> = in_flight
@@ -442,8 +459,57 @@ async fn verify(
     // From here on the model is what the server holds.
     known.clear();
     for (id, connector) in all {
-        known.insert(id, observed(&connector));
+        let mut expected = observed(&connector);
+        expected.sync_id = pending.get(&id).cloned();
+        known.insert(id, expected);
     }
+}
+
+/// Checks that each acknowledged ForceSync survived: its sync is stored and is still the
+/// connector's pending sync, so a second ForceSync returns it. For connectors with a
+/// ForceSync in flight at the kill, it learns which sync is pending now. Returns the
+/// pending sync id of every connector it checked.
+async fn verify_syncs(
+    client: &mut ConnectorServiceClient<Channel>,
+    all: &BTreeMap<String, pb::Connector>,
+    known: &BTreeMap<String, Expected>,
+    in_flight_ids: &BTreeSet<&str>,
+    totals: &mut Totals,
+) -> BTreeMap<String, String> {
+    let mut pending = BTreeMap::new();
+    for (id, connector) in all {
+        if connector.deleted_at.is_some() {
+            continue;
+        }
+        let expected_sync = known.get(id).and_then(|expected| expected.sync_id.clone());
+        let in_flight = in_flight_ids.contains(id.as_str());
+        if expected_sync.is_none() && !in_flight {
+            continue;
+        }
+        let mut stored_sync = None;
+        if let (Some(sync_id), false) = (&expected_sync, in_flight) {
+            let request = pb::ConnectorServiceGetSyncRequest { app_id: APP_ID.to_owned(), connector_id: id.clone(), id: sync_id.clone() };
+            match client.get_sync(timed(request)).await {
+                Ok(_) => stored_sync = Some(sync_id),
+                Err(status) if status.code() == tonic::Code::NotFound => {
+                    eprintln!("lost: acknowledged sync {sync_id} of connector {id} is missing");
+                    totals.lost_writes += 1;
+                }
+                Err(status) => panic!("GetSync of {sync_id}: {status:?}"),
+            }
+        }
+        // Without a stored pending-sync entry this queues a new sync instead.
+        let request = pb::ConnectorServiceForceSyncRequest { app_id: APP_ID.to_owned(), connector_id: id.clone(), ..Default::default() };
+        let sync = client.force_sync(timed(request)).await.expect("ForceSync during verification").into_inner().sync.unwrap();
+        if let Some(sync_id) = stored_sync
+            && sync.id != *sync_id
+        {
+            eprintln!("index mismatch: connector {id} has pending sync {sync_id}, but ForceSync returned {}", sync.id);
+            totals.index_mismatches += 1;
+        }
+        pending.insert(id.clone(), sync.id);
+    }
+    pending
 }
 
 /// Counts whether each write in flight at the kill was applied; either outcome is correct.
@@ -470,6 +536,15 @@ fn resolve_in_flight(
                     totals.lost_writes += 1;
                 }
                 applied
+            }
+            InFlight::ForceSync { id } => {
+                // ForceSync leaves the connector as it was; verify_syncs learns whether a
+                // sync was queued.
+                if !all.get(id).is_some_and(|connector| matches_expected(connector, &known[id])) {
+                    eprintln!("lost: connector {id} with a ForceSync in flight is not in its acknowledged state");
+                    totals.lost_writes += 1;
+                }
+                continue;
             }
             InFlight::Delete { id } => {
                 let Some(connector) = all.get(id) else {
@@ -507,6 +582,7 @@ fn observed(connector: &pb::Connector) -> Expected {
         description: connector.description.clone(),
         etag: (!deleted).then(|| connector.etag.clone()),
         deleted,
+        sync_id: None,
     }
 }
 

@@ -101,12 +101,16 @@ impl SledStore {
         } else {
             Some(500)
         };
+        // sled recovers a data file it cannot parse as an empty database, so a directory
+        // that existed before must carry the marker that the first open wrote.
+        let existed = options.path.join("conf").exists();
         let db = sled::Config::new()
             .path(&options.path)
             .cache_capacity(options.cache_capacity_bytes)
             .flush_every_ms(periodic_flush_ms)
             .open()
             .map_err(|error| open_error(describe_open_error(&error)))?;
+        check_format_marker(&db, existed).map_err(open_error)?;
         let open_tree = |name: &str| {
             db.open_tree(name).map_err(|error| open_error(format!("cannot open tree {name}: {error}")))
         };
@@ -295,6 +299,36 @@ fn flush_durably(db: &sled::Db, data_file: &Path) -> Result<(), StoreError> {
     };
     let file = std::fs::File::open(data_file).map_err(|error| io_error("opening for fsync", error))?;
     file.sync_data().map_err(|error| io_error("fsync of", error))
+}
+
+/// Key in sled's default tree that names the layout version of the data directory.
+const FORMAT_MARKER_KEY: &[u8] = b"connectord.format";
+/// Layout version written by this build.
+const FORMAT_VERSION: u8 = 1;
+
+/// Writes the format marker into a new database, or checks it in an existing one.
+fn check_format_marker(db: &sled::Db, existed: bool) -> Result<(), String> {
+    let marker = db.get(FORMAT_MARKER_KEY).map_err(|error| describe_open_error(&error))?;
+    match marker.as_deref() {
+        Some([version]) if *version == FORMAT_VERSION => Ok(()),
+        Some([version]) if *version > FORMAT_VERSION => Err(format!(
+            "the data was written by a newer connectord (layout version {version}, this build reads {FORMAT_VERSION})"
+        )),
+        Some(other) => Err(format!("the format marker is corrupt ({} bytes); restore the directory from a backup", other.len())),
+        // NOTE: a crash between sled creating the directory and the flush below leaves a
+        // new, empty directory without a marker, which the next start refuses like a
+        // corrupt one; removing that directory fixes it.
+        None if existed => Err(
+            "the database file is corrupt or was not written by connectord: its format marker is missing. \
+             Restore the directory from a backup, or remove it to start with no data"
+                .to_owned(),
+        ),
+        None => {
+            db.insert(FORMAT_MARKER_KEY, &[FORMAT_VERSION]).map_err(|error| describe_open_error(&error))?;
+            db.flush().map_err(|error| describe_open_error(&error))?;
+            Ok(())
+        }
+    }
 }
 
 fn describe_open_error(error: &sled::Error) -> String {

@@ -12,8 +12,9 @@ use prost::Message;
 /// A fuzz target's name and the check it runs on each input.
 type Target = (&'static str, fn(&[u8]));
 
-const TARGETS: [Target; 4] = [
+const TARGETS: [Target; 5] = [
     ("rpc_request", harness::check_rpc),
+    ("rest_json", harness::check_rest_json),
     ("update_mask", harness::check_update_mask),
     ("page_token", harness::check_page_token),
     ("config_any", harness::check_config_any),
@@ -122,4 +123,20 @@ fn write_seed_inputs() {
     write("config_any", "struct", &[0, 0x0a, 0x0c, 0x0a, 0x01, b'k', 0x12, 0x07, 0x1a, 0x05, b'v', b'a', b'l', b'u', b'e']);
     write("config_any", "struct_number", &[0, 0x0a, 0x0e, 0x0a, 0x01, b'n', 0x12, 0x09, 0x11, 0, 0, 0, 0, 0, 0, 0xf0, 0x3f]);
     write("config_any", "reflection_request", &[1, 0x3a, 0x03, b'a', b'.', b'B']);
+
+    let rest_seeds: [(&str, u8, &str, &str); 6] = [
+        ("create", 0, "", r#"{"catalogId":"okta","displayName":"x","config":{"@type":"type.googleapis.com/google.protobuf.Struct","value":{"region":"eu"}}}"#),
+        ("list", 3, "page_size=2&showDeleted=true", ""),
+        ("update", 4, "update_mask=displayName,description", r#"{"connector":{"displayName":"y"}}"#),
+        ("delete_with_etag", 6, "", r#"{"etag":"\"1\""}"#),
+        ("schedule", 12, "", r#"{"schedule":{"cronSpec":"0 * * * *","timezone":"Europe/Paris"}}"#),
+        ("list_syncs", 13, "state=STATE_PENDING", ""),
+    ];
+    for (name, route, query, body) in rest_seeds {
+        let mut input = vec![route];
+        input.extend_from_slice(query.as_bytes());
+        input.push(0);
+        input.extend_from_slice(body.as_bytes());
+        write("rest_json", name, &input);
+    }
 }

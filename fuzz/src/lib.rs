@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use connectord::{
     admission::{AdmissionLayer, AdmissionLimits},
     api::{page_token, validate::id_problem},
+    gateway::{EdgeLayer, EdgeOptions},
     domain::{ConfigTypes, Connector, ConnectorKey, ConnectorStatus, Credential, SyncRun, SyncState, config_types::TYPE_URL_PREFIX},
     limits::ResourceExhaustedLayer,
     pb,
@@ -185,6 +186,74 @@ pub fn check_page_token(data: &[u8]) {
     }
 }
 
+/// REST routes tried by [`check_rest_json`], on the seeded connector where a route names one.
+pub const REST_ROUTES: [(&str, &str); 16] = [
+    ("POST", "/api/v1/apps/app/connectors/create"),
+    ("POST", "/api/v1/apps/app/connectors"),
+    ("GET", "/api/v1/apps/app/connectors/c1"),
+    ("GET", "/api/v1/apps/app/connectors"),
+    ("POST", "/api/v1/apps/app/connectors/c1"),
+    ("POST", "/api/v1/apps/app/connectors/c1/delegated"),
+    ("DELETE", "/api/v1/apps/app/connectors/c1"),
+    ("POST", "/api/v1/apps/app/connectors/c1/credentials"),
+    ("POST", "/api/v1/apps/connectors/credentials"),
+    ("POST", "/api/v1/apps/app/connectors/c1/force_sync"),
+    ("POST", "/api/v1/apps/app/connectors/c1/pause"),
+    ("POST", "/api/v1/apps/app/connectors/c1/resume"),
+    ("POST", "/api/v1/apps/app/connectors/c1/schedule"),
+    ("GET", "/api/v1/apps/app/connectors/c1/syncs"),
+    ("POST", "/api/v1/apps/app/connectors/c1/syncs/claim"),
+    ("GET", "/api/v1/apps/app/connectors/c1/credentials"),
+];
+
+/// Sends `data` as a REST/JSON request through the HTTP edge and the service stack.
+///
+/// Input layout: byte 0 picks the route (low 4 bits). The rest up to the first zero byte is
+/// the query string; what follows it is the JSON body.
+///
+/// Invariants:
+/// - client input never gets HTTP 500, which stands for `INTERNAL` and `UNKNOWN`;
+/// - every response is JSON with `Content-Type: application/json`;
+/// - an error response is a `google.rpc.Status` with a numeric `code` and a `message`.
+pub fn check_rest_json(data: &[u8]) {
+    let Some((&selector, rest)) = data.split_first() else { return };
+    let (method, path) = REST_ROUTES[usize::from(selector & 0x0f)];
+    let (query, body) = match rest.iter().position(|byte| *byte == 0) {
+        Some(split) => (&rest[..split], &rest[split + 1..]),
+        None => (rest, &[][..]),
+    };
+    let Ok(query) = std::str::from_utf8(query) else { return };
+    let uri = if query.is_empty() { format!("http://localhost{path}") } else { format!("http://localhost{path}?{query}") };
+    // The HTTP layer rejects URIs that do not parse before the gateway sees them.
+    let Ok(uri) = uri.parse::<http::Uri>() else { return };
+
+    let harness = harness();
+    harness.store.reset();
+    let request = http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("content-type", "application/json")
+        .body(Body::new(Full::new(Bytes::copy_from_slice(body))))
+        .unwrap();
+    let inner = ResourceExhaustedLayer.layer(AdmissionLayer::new(AdmissionLimits::default()).layer(harness.routes.clone()));
+    let service = harness.edge.layer(inner);
+
+    harness.runtime.block_on(async move {
+        let response = service.oneshot(request).await.expect("the edge is infallible");
+        let status = response.status();
+        let content_type = response.headers().get("content-type").and_then(|value| value.to_str().ok()).unwrap_or_default().to_owned();
+        let bytes = response.into_body().collect().await.expect("response body").to_bytes();
+        let text = String::from_utf8_lossy(&bytes);
+        assert_ne!(status, http::StatusCode::INTERNAL_SERVER_ERROR, "{method} {path}: HTTP 500 with {text}");
+        assert!(content_type.starts_with("application/json"), "{method} {path}: HTTP {status} with content type {content_type:?}: {text}");
+        let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_else(|error| panic!("{method} {path}: body is not JSON ({error}): {text}"));
+        if !status.is_success() {
+            assert!(json.get("code").is_some_and(serde_json::Value::is_number), "{method} {path}: error without a numeric code: {text}");
+            assert!(json.get("message").is_some_and(serde_json::Value::is_string), "{method} {path}: error without a message: {text}");
+        }
+    });
+}
+
 /// Type URLs tried by [`check_config_any`]: registered types, and malformed ones.
 const CONFIG_TYPE_URLS: [&str; 10] = [
     "type.googleapis.com/google.protobuf.Struct",
@@ -269,6 +338,7 @@ struct Harness {
     runtime: tokio::runtime::Runtime,
     routes: Routes,
     store: Arc<MemoryStore>,
+    edge: EdgeLayer,
 }
 
 fn harness() -> &'static Harness {
@@ -277,7 +347,19 @@ fn harness() -> &'static Harness {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let store = Arc::new(MemoryStore::default());
         let services = ServicesBuilder::new(store.clone()).expect("services").build().expect("services");
-        Harness { runtime, routes: services.into_routes().prepare(), store }
+        let edge = EdgeLayer::new(
+            services.descriptor_pool.clone(),
+            &EdgeOptions {
+                rest_services: vec![
+                    pb::connector_service_server::SERVICE_NAME.to_owned(),
+                    pb::connector_sync_service_server::SERVICE_NAME.to_owned(),
+                ],
+                cors_allow_origins: Vec::new(),
+                max_body_bytes: connectord::server::MAX_MESSAGE_BYTES,
+            },
+        )
+        .expect("edge layer");
+        Harness { runtime, routes: services.into_routes().prepare(), store, edge }
     })
 }
 

@@ -334,3 +334,18 @@ async fn create_and_get(client: &mut pb::connector_service_client::ConnectorServ
         client.get(request).await.expect("get beside a stalled reader");
     }
 }
+
+#[tokio::test]
+async fn short_http1_request_is_answered_at_once() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(data_dir.path(), &[]);
+    let mut tcp = TcpStream::connect(server.address).await.unwrap();
+    // 19 bytes, shorter than the HTTP/2 preface that the connection limit looks for.
+    tcp.write_all(b"GET /x HTTP/1.1\r\n\r\n").await.unwrap();
+    let mut response = vec![0; 64];
+    let read = tokio::time::timeout(Duration::from_secs(3), tcp.read(&mut response))
+        .await
+        .expect("no answer within 3 s, far below the 10 s handshake timeout")
+        .unwrap();
+    assert!(response[..read].starts_with(b"HTTP/1.1 "), "{:?}", String::from_utf8_lossy(&response[..read]));
+}

@@ -134,7 +134,7 @@ async fn hand_over(
 
 /// Reads the client preface and the first frame when it is SETTINGS, and returns the bytes
 /// read. A connection whose first bytes differ from the HTTP/2 preface (HTTP/1.1 for REST
-/// and gRPC-Web, a TLS ClientHello) is handed over as soon as they differ; the HTTP or TLS
+/// and gRPC-Web, a TLS ClientHello) is handed over as soon as they differ. The HTTP or TLS
 /// layer then applies its own rules.
 async fn read_handshake(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
     let mut prefix = vec![0; CLIENT_PREFACE.len() + FRAME_HEADER_LEN];

@@ -11,11 +11,11 @@ use std::{
 
 use support::ServerProcess;
 
-/// Longest wait for a refused start to exit.
+/// Maximum wait for a rejected start to exit.
 const EXIT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Starts connectord on `data_dir`, expects it to exit with an error, and returns its log.
-fn refused_start(data_dir: &Path) -> String {
+fn start_expecting_failure(data_dir: &Path) -> String {
     let mut child = Command::new(env!("CARGO_BIN_EXE_connectord"))
         .args(["--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
@@ -31,7 +31,7 @@ fn refused_start(data_dir: &Path) -> String {
         if started.elapsed() > EXIT_TIMEOUT {
             child.kill().unwrap();
             child.wait().unwrap();
-            panic!("connectord started on {} instead of refusing it", data_dir.display());
+            panic!("connectord started on {} instead of failing", data_dir.display());
         }
         std::thread::sleep(Duration::from_millis(50));
     };
@@ -53,44 +53,44 @@ async fn populated_data_dir(path: &Path) {
 }
 
 #[tokio::test]
-async fn directory_in_use_is_refused() {
+async fn directory_in_use_is_rejected() {
     let directory = tempfile::tempdir().unwrap();
     let _server = ServerProcess::start(directory.path(), &[]);
-    let log = refused_start(directory.path());
+    let log = start_expecting_failure(directory.path());
     assert!(log.contains("another connectord"), "{log}");
 }
 
 #[tokio::test]
-async fn corrupt_database_file_is_refused() {
+async fn corrupt_database_file_is_rejected() {
     let directory = tempfile::tempdir().unwrap();
     populated_data_dir(directory.path()).await;
     // Random bytes in place of the data file: sled alone would start with an empty database.
     let garbage: Vec<u8> = (0..200_000u32).map(|index| (index.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
     std::fs::write(directory.path().join("db"), garbage).unwrap();
-    let log = refused_start(directory.path());
+    let log = start_expecting_failure(directory.path());
     assert!(log.contains("corrupt"), "{log}");
 }
 
 #[tokio::test]
-async fn corrupt_config_file_is_refused() {
+async fn corrupt_config_file_is_rejected() {
     let directory = tempfile::tempdir().unwrap();
     populated_data_dir(directory.path()).await;
     std::fs::write(directory.path().join("conf"), "not a sled configuration").unwrap();
-    let log = refused_start(directory.path());
+    let log = start_expecting_failure(directory.path());
     assert!(log.contains("corrupt"), "{log}");
 }
 
 #[test]
-fn file_in_place_of_directory_is_refused() {
+fn file_in_place_of_directory_is_rejected() {
     let directory = tempfile::tempdir().unwrap();
     let file = directory.path().join("data");
     std::fs::write(&file, "").unwrap();
-    let log = refused_start(&file);
+    let log = start_expecting_failure(&file);
     assert!(log.contains("Not a directory"), "{log}");
 }
 
 #[test]
-fn unreadable_directory_is_refused() {
+fn unreadable_directory_is_rejected() {
     // Root reads any directory whatever its mode, so the check needs another user.
     if unsafe { libc::geteuid() } == 0 {
         eprintln!("NOTE: running as root, where every directory is readable; skipped");
@@ -101,7 +101,7 @@ fn unreadable_directory_is_refused() {
     let data = directory.path().join("data");
     std::fs::create_dir(&data).unwrap();
     std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o000)).unwrap();
-    let log = refused_start(&data);
+    let log = start_expecting_failure(&data);
     std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
     assert!(log.contains("permission denied"), "{log}");
 }

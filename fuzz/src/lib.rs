@@ -224,7 +224,7 @@ pub fn check_rest_json(data: &[u8]) {
     };
     let Ok(query) = std::str::from_utf8(query) else { return };
     let uri = if query.is_empty() { format!("http://localhost{path}") } else { format!("http://localhost{path}?{query}") };
-    // The HTTP layer rejects URIs that do not parse before the gateway sees them.
+    // The HTTP layer rejects URIs that do not parse, so the gateway never receives them.
     let Ok(uri) = uri.parse::<http::Uri>() else { return };
 
     let harness = harness();
@@ -422,8 +422,8 @@ fn call_full(index: usize, body: Vec<u8>) -> CallResult {
 }
 
 /// In-memory [`Store`] that starts every check with one seeded connector. It keeps the
-/// revision checks of [`Store::apply`], so that conflicting writes fail as they do on disk;
-/// the background timers never run in the harness, so leases and schedules stay empty.
+/// revision checks of [`Store::apply`], so conflicting writes fail as they do on disk. The
+/// background timers never run in the harness, so leases and schedules stay empty.
 #[derive(Default)]
 struct MemoryStore {
     state: Mutex<MemoryState>,

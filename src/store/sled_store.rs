@@ -316,8 +316,8 @@ fn check_format_marker(db: &sled::Db, existed: bool) -> Result<(), String> {
         )),
         Some(other) => Err(format!("the format marker is corrupt ({} bytes); restore the directory from a backup", other.len())),
         // NOTE: a crash between sled creating the directory and the flush below leaves a
-        // new, empty directory without a marker, which the next start refuses like a
-        // corrupt one; removing that directory fixes it.
+        // new, empty directory without a marker. The next start rejects it like a corrupt
+        // one, and removing the directory fixes that.
         None if existed => Err(
             "the database file is corrupt or was not written by connectord: its format marker is missing. \
              Restore the directory from a backup, or remove it to start with no data"

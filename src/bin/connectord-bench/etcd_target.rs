@@ -118,8 +118,8 @@ async fn preload_keys(channels: &[Channel], keys: &[Vec<u8>], value: &Arc<[u8]>,
 }
 
 /// Compacts etcd's history up to `revision`, or up to the current revision when it is 0.
-/// A failure only prints a warning: the history was compacted before when nothing was
-/// written since.
+/// A failure only prints a warning, because compaction fails when nothing was written
+/// since the last one.
 async fn compact(channels: &[Channel], revision: i64) {
     let mut kv = KvClient::new(channels[0].clone());
     let revision = if revision > 0 {

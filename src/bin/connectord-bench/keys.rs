@@ -7,8 +7,8 @@ use std::{io::BufRead, path::Path};
 pub struct AppKeys {
     pub app_id: String,
     pub ids: Vec<String>,
-    /// Etag of each id when known (preloaded keys); empty for keys read from a file, whose
-    /// first update is then unconditional.
+    /// Etag of each id when known (preloaded keys). It is empty for keys read from a file,
+    /// so their first update is unconditional.
     pub etags: Vec<String>,
 }
 

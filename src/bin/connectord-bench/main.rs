@@ -87,7 +87,7 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
 
-    /// HTTP/2 connections; clients are spread over them round-robin.
+    /// HTTP/2 connections. Clients are spread over them round-robin.
     #[arg(long, default_value_t = 4)]
     pub connections: usize,
 
@@ -108,8 +108,8 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 256)]
     pub value_size: usize,
 
-    /// Keys created before the warm-up for get, list, update and mixed; 0 for create.
-    /// Default: 10000 (0 for create).
+    /// Keys created before the warm-up, for the workloads that read or update them.
+    /// Default: 10000, or 0 for the create workload.
     #[arg(long)]
     pub preload: Option<usize>,
 
@@ -126,8 +126,9 @@ pub struct RunArgs {
     #[arg(long, default_value = "create=10,get=50,list=20,update=20", value_parser = runner::parse_mix)]
     pub mix: runner::Mix,
 
-    /// etcd reads with serializable=true: served by the local member without a ReadIndex
-    /// round trip. On a single-member cluster they still see every acknowledged write.
+    /// Send etcd reads with serializable=true, which the local member serves without a
+    /// ReadIndex round trip. On a single-member cluster they still see every acknowledged
+    /// write.
     #[arg(long)]
     pub etcd_serializable: bool,
 

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::runner::Op;
 
-/// Largest latency the histograms store, in microseconds; slower calls are recorded as this.
+/// Largest latency the histograms store, in microseconds. Slower calls are recorded as this.
 const MAX_LATENCY_MICROS: u64 = 60_000_000;
 
 /// Measured outcomes of one operation type.

@@ -86,7 +86,7 @@ pub enum Client {
 }
 
 impl Client {
-    /// Sends one request; `Err` names the gRPC code or the failed response check.
+    /// Sends one request. An `Err` names the gRPC code or the failed response check.
     async fn call(&mut self, op: Op) -> Result<(), Failure> {
         match self {
             Client::Connectord(client) => client.call(op).await,

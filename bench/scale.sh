@@ -54,7 +54,11 @@ cleanup() {
     for _ in $(seq 300); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
     kill -0 "$SERVER_PID" 2>/dev/null && kill -KILL "$SERVER_PID"
   fi
-  rm -rf "$WORK/small" "$WORK/large"
+  if [[ "$OUT" != "$WORK" ]]; then
+    rm -rf "$WORK"
+  else
+    rm -rf "$WORK/small" "$WORK/large" "$WORK"/*.ids
+  fi
 }
 trap cleanup EXIT
 
@@ -76,7 +80,6 @@ measure() {
   taskset -c 0 "$SERVER" serve --listen "127.0.0.1:$PORT" --data-dir "$WORK/$name" > "$OUT/$name-server.log" 2>&1 &
   SERVER_PID=$!
   for _ in $(seq 300); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
-  log "idle RSS of $name: $(ps -o rss= -p "$SERVER_PID") KiB"
   for workload in list get; do
     for clients in 1 64; do
       local connections=$(( clients < 4 ? clients : 4 ))

@@ -169,7 +169,7 @@ impl ConnectordClient {
     async fn get(&mut self) -> Result<(), Failure> {
         let (app, index) = self.keys.random(&mut self.rng);
         let app = &self.keys.apps[app];
-        let request = pb::ConnectorServiceGetRequest { app_id: app.app_id.clone(), id: app.ids[index].clone(), ..Default::default() };
+        let request = pb::ConnectorServiceGetRequest { app_id: app.app_id.clone(), id: app.ids[index].clone() };
         let response = self.client.get(request).await.map_err(|status| Failure::status(&status))?;
         let found = response.into_inner().connector_view.and_then(|view| view.connector);
         match found {
@@ -257,7 +257,7 @@ impl ConnectordClient {
     async fn refresh_etag(&mut self, slot: usize) {
         let owned = &self.owned[slot];
         let app = &self.keys.apps[owned.app];
-        let request = pb::ConnectorServiceGetRequest { app_id: app.app_id.clone(), id: app.ids[owned.id].clone(), ..Default::default() };
+        let request = pb::ConnectorServiceGetRequest { app_id: app.app_id.clone(), id: app.ids[owned.id].clone() };
         if let Ok(response) = self.client.get(request).await
             && let Some(connector) = response.into_inner().connector_view.and_then(|view| view.connector)
         {

@@ -108,7 +108,7 @@ pub async fn run(args: LoadArgs) -> Result<ExitCode, String> {
             async move {
                 let connector = registry.create(new).await.map_err(|error| format!("create failed: {error}"))?;
                 let count = done.fetch_add(1, Ordering::Relaxed) + 1;
-                if count % 100_000 == 0 {
+                if count.is_multiple_of(100_000) {
                     eprintln!("connectord-bench: {count} of {total} connectors created");
                 }
                 Ok((connector.app_id, connector.id))

@@ -285,6 +285,19 @@ fn check_revision(
     }
 }
 
+/// Runs a sled transaction on tokio's blocking pool. A sled 0.34 transaction takes sled's
+/// global write lock, and `Db::flush` holds that lock's read side until the log is on disk,
+/// so a transaction can wait for a whole flush. On a runtime worker that wait would stall
+/// every request on the worker, and on one CPU it would leave no request to batch into the
+/// next flush.
+async fn run_transaction<T: Send + 'static>(
+    transaction: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(transaction)
+        .await
+        .map_err(|error| StoreError::Backend(format!("transaction task failed: {error}")))?
+}
+
 /// Flushes sled's log, then fsyncs the data file: sled's own flush uses `sync_file_range`
 /// on Linux, which does not reach the device cache, so without the fsync a power loss could
 /// undo acknowledged writes.
@@ -392,29 +405,35 @@ impl Store for SledStore {
         let request_key = request_id.map(|request_id| scoped_key(&connector.app_id, request_id));
         let request_value = encode_request_id(&connector.id, connector.created_at);
 
-        let outcome = (&self.connectors, &self.live_connectors, &self.request_ids)
-            .transaction(|(connectors, live_connectors, request_ids)| {
-                if let Some(request_key) = &request_key {
-                    if let Some(existing) = request_ids.get(request_key)? {
-                        let (existing_id, _) =
-                            decode_request_id(request_key, &existing).map_err(abort)?;
-                        let existing_key = scoped_key(&connector.app_id, &existing_id);
-                        let Some(bytes) = connectors.get(&existing_key)? else {
-                            return Err(abort(StoreError::Corrupt {
-                                key: String::from_utf8_lossy(request_key).replace('\0', "/"),
-                                reason: format!("request id names missing connector {existing_id}"),
-                            }));
-                        };
-                        let existing = decode_connector(&existing_key, &bytes).map_err(abort)?;
-                        return Ok(Inserted::Replayed(existing));
+        let trees = (self.connectors.clone(), self.live_connectors.clone(), self.request_ids.clone());
+        let app_id = connector.app_id.clone();
+        let outcome = run_transaction(move || {
+            let (connectors, live_connectors, request_ids) = &trees;
+            (connectors, live_connectors, request_ids)
+                .transaction(|(connectors, live_connectors, request_ids)| {
+                    if let Some(request_key) = &request_key {
+                        if let Some(existing) = request_ids.get(request_key)? {
+                            let (existing_id, _) =
+                                decode_request_id(request_key, &existing).map_err(abort)?;
+                            let existing_key = scoped_key(&app_id, &existing_id);
+                            let Some(bytes) = connectors.get(&existing_key)? else {
+                                return Err(abort(StoreError::Corrupt {
+                                    key: String::from_utf8_lossy(request_key).replace('\0', "/"),
+                                    reason: format!("request id names missing connector {existing_id}"),
+                                }));
+                            };
+                            let existing = decode_connector(&existing_key, &bytes).map_err(abort)?;
+                            return Ok(Inserted::Replayed(existing));
+                        }
+                        request_ids.insert(request_key.as_slice(), request_value.as_slice())?;
                     }
-                    request_ids.insert(request_key.as_slice(), request_value.as_slice())?;
-                }
-                connectors.insert(key.as_slice(), value.as_slice())?;
-                live_connectors.insert(key.as_slice(), &[] as &[u8])?;
-                Ok(Inserted::Created)
-            })
-            .map_err(transaction_error)?;
+                    connectors.insert(key.as_slice(), value.as_slice())?;
+                    live_connectors.insert(key.as_slice(), &[] as &[u8])?;
+                    Ok(Inserted::Created)
+                })
+                .map_err(transaction_error)
+        })
+        .await?;
 
         // A replay waits too: the first insert may still be waiting for its own flush.
         self.wait_durable().await?;
@@ -477,30 +496,35 @@ impl Store for SledStore {
     async fn apply(&self, batch: &Batch) -> Result<(), StoreError> {
         self.ensure_open()?;
         let trees = (
-            &self.connectors,
-            &self.live_connectors,
-            &self.schedule_due,
-            &self.syncs,
-            &self.pending_syncs,
-            &self.sync_leases,
-            &self.sync_request_ids,
-            &self.credentials,
-            &self.credential_clients,
+            self.connectors.clone(),
+            self.live_connectors.clone(),
+            self.schedule_due.clone(),
+            self.syncs.clone(),
+            self.pending_syncs.clone(),
+            self.sync_leases.clone(),
+            self.sync_request_ids.clone(),
+            self.credentials.clone(),
+            self.credential_clients.clone(),
         );
-        trees
-            .transaction(|(connectors, live, schedule_due, syncs, pending, leases, sync_requests, credentials, clients)| {
-                if let Some(write) = &batch.connector {
-                    write_connector(write, connectors, live, schedule_due)?;
-                }
-                for write in &batch.syncs {
-                    write_sync(write, syncs, pending, leases, sync_requests)?;
-                }
-                for write in &batch.credentials {
-                    write_credential(write, credentials, clients)?;
-                }
-                Ok(())
-            })
-            .map_err(transaction_error)?;
+        let batch = batch.clone();
+        run_transaction(move || {
+            let (connectors, live, schedule_due, syncs, pending, leases, sync_requests, credentials, clients) = &trees;
+            (connectors, live, schedule_due, syncs, pending, leases, sync_requests, credentials, clients)
+                .transaction(|(connectors, live, schedule_due, syncs, pending, leases, sync_requests, credentials, clients)| {
+                    if let Some(write) = &batch.connector {
+                        write_connector(write, connectors, live, schedule_due)?;
+                    }
+                    for write in &batch.syncs {
+                        write_sync(write, syncs, pending, leases, sync_requests)?;
+                    }
+                    for write in &batch.credentials {
+                        write_credential(write, credentials, clients)?;
+                    }
+                    Ok(())
+                })
+                .map_err(transaction_error)
+        })
+        .await?;
 
         self.wait_durable().await
     }

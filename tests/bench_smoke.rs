@@ -1,0 +1,127 @@
+//! connectord-bench against a test server: every workload completes a few hundred requests
+//! without errors and prints a valid JSON report. No timing is asserted.
+
+mod common;
+
+use std::path::Path;
+
+use common::{TestServer, WAIT_LIMIT};
+use serde_json::Value;
+
+const MEASURED_REQUESTS: u64 = 200;
+/// Keys created before measuring: more than the clients, so each client owns keys to update.
+const PRELOAD: [&str; 2] = ["--preload", "150"];
+
+/// Runs connectord-bench with `args` and returns its JSON report.
+async fn run_bench(args: &[&str]) -> Value {
+    let output = tokio::time::timeout(
+        WAIT_LIMIT,
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_connectord-bench")).args(args).kill_on_drop(true).output(),
+    )
+    .await
+    .expect("connectord-bench finishes within the wait limit")
+    .expect("connectord-bench starts");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "connectord-bench {args:?} failed: {}\n{stderr}", output.status);
+    let stdout = String::from_utf8(output.stdout).expect("the report is UTF-8");
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|error| panic!("report is not JSON ({error}): {stdout}\n{stderr}"))
+}
+
+/// Arguments of a short `run`; `keys` is `--preload N` or `--keys-file FILE`.
+fn run_args<'a>(endpoint: &'a str, workload: &'a str, requests: &'a str, keys: [&'a str; 2]) -> Vec<&'a str> {
+    let mut args = vec![
+        "run",
+        "--endpoint",
+        endpoint,
+        "--workload",
+        workload,
+        "--concurrency",
+        "8",
+        "--connections",
+        "2",
+        "--warmup",
+        "0s",
+        "--requests",
+        requests,
+        "--json",
+    ];
+    args.extend(keys);
+    args
+}
+
+fn assert_clean_report(report: &Value, workload: &str) {
+    assert_eq!(report["workload"], workload, "{report}");
+    assert_eq!(report["errors"], 0, "{workload}: {report}");
+    assert_eq!(report["requests"], MEASURED_REQUESTS, "{workload}: {report}");
+    assert!(report["throughput_per_second"].as_f64().is_some_and(|rate| rate > 0.0), "{workload}: {report}");
+    let latency = &report["latency_micros"];
+    for percentile in ["p50", "p99", "p999"] {
+        assert!(latency[percentile].as_u64().is_some_and(|micros| micros > 0), "{workload} {percentile}: {report}");
+    }
+}
+
+#[tokio::test]
+async fn bench_workloads_run_without_errors() {
+    let server = TestServer::start().await;
+    let endpoint = format!("http://{}", server.addr);
+    let requests = MEASURED_REQUESTS.to_string();
+
+    for workload in ["create", "get", "list", "update", "mixed"] {
+        let report = run_bench(&run_args(&endpoint, workload, &requests, PRELOAD)).await;
+        assert_clean_report(&report, workload);
+    }
+}
+
+#[tokio::test]
+async fn bench_mixed_reports_each_operation() {
+    let server = TestServer::start().await;
+    let endpoint = format!("http://{}", server.addr);
+    let requests = MEASURED_REQUESTS.to_string();
+
+    let mut args = run_args(&endpoint, "mixed", &requests, PRELOAD);
+    args.extend(["--mix", "create=1,get=1,list=1,update=1"]);
+    let report = run_bench(&args).await;
+
+    let operations = report["operations"].as_object().expect("operations is an object");
+    let total: u64 = operations.values().map(|operation| operation["requests"].as_u64().unwrap()).sum();
+    assert_eq!(total, MEASURED_REQUESTS, "{report}");
+    for name in ["create", "get", "list", "update"] {
+        assert!(operations.contains_key(name), "no {name} in {report}");
+    }
+}
+
+#[tokio::test]
+async fn loaded_data_set_serves_pages() {
+    let data_dir = tempfile::TempDir::new().expect("create a temporary data directory");
+    let ids_file = data_dir.path().join("ids.txt");
+    let store_dir = data_dir.path().join("store");
+    let load = run_bench(&[
+        "load",
+        "--data-dir",
+        path_text(&store_dir),
+        "--connectors",
+        "450",
+        "--apps",
+        "3",
+        "--ids-file",
+        path_text(&ids_file),
+    ])
+    .await;
+    assert_eq!(load["connectors"], 450, "{load}");
+    let ids = std::fs::read_to_string(&ids_file).expect("read the ids file");
+    assert_eq!(ids.lines().count(), 450);
+
+    let server = TestServer::start_with(|options| options.data_dir = store_dir.clone()).await;
+    let endpoint = format!("http://{}", server.addr);
+    let requests = MEASURED_REQUESTS.to_string();
+    for workload in ["list", "get"] {
+        let args = run_args(&endpoint, workload, &requests, ["--keys-file", path_text(&ids_file)]);
+        let report = run_bench(&args).await;
+        assert_clean_report(&report, workload);
+    }
+    server.stop().await;
+}
+
+fn path_text(path: &Path) -> &str {
+    path.to_str().expect("temporary paths are UTF-8")
+}

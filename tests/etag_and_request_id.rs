@@ -73,6 +73,27 @@ async fn update_with_current_etag_succeeds() {
 }
 
 #[tokio::test]
+async fn update_accepts_etag_without_quotes() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let created = create(&mut client, "app-1", "v1").await;
+
+    let mut request = update_request(&created, &["display_name"]);
+    let connector = request.connector.as_mut().expect("connector");
+    connector.display_name = "v2".to_owned();
+    connector.etag = created.etag.trim_matches('"').to_owned();
+    let updated = connector_of(client.update(request).await.expect("update with bare etag").into_inner().connector_view);
+    assert_eq!(updated.display_name, "v2");
+
+    let mut stale = update_request(&created, &["display_name"]);
+    stale.connector.as_mut().expect("connector").etag = created.etag.trim_matches('"').to_owned();
+    let status = client.update(stale).await.expect_err("stale bare etag");
+    assert_eq!(status.code(), Code::Aborted);
+    let current = format!("{:?}", updated.etag);
+    assert!(status.message().contains(&current), "the message does not show {current}: {}", status.message());
+}
+
+#[tokio::test]
 async fn update_with_stale_etag_is_aborted() {
     let server = TestServer::start().await;
     let mut client = server.client().await;

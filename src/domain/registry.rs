@@ -167,7 +167,7 @@ impl ConnectorRegistry {
                 return Err(Error::NotFound(format!("{key} not found: it was deleted")));
             }
             if let Some(expected) = expected_etag
-                && expected != current.etag()
+                && !etag_matches(expected, &current)
             {
                 return Err(stale_etag(key, expected, &current));
             }
@@ -216,7 +216,7 @@ impl ConnectorRegistry {
                 )));
             }
             if let Some(expected) = expected_etag
-                && expected != current.etag()
+                && !etag_matches(expected, &current)
             {
                 return Err(stale_etag(key, expected, &current));
             }
@@ -243,9 +243,18 @@ impl ConnectorRegistry {
     }
 }
 
+/// Compares an etag from a request with the connector's. The quotes of the entity-tag form
+/// are optional, because JSON clients often drop them when they copy the value.
+fn etag_matches(expected: &str, current: &Connector) -> bool {
+    let current = current.etag();
+    expected == current || format!("\"{expected}\"") == current
+}
+
+/// Builds the error for a stale etag. Both etags are printed in Rust string syntax, so the
+/// quotes that are part of the current etag show as `\"`.
 fn stale_etag(key: &ConnectorKey, expected: &str, current: &Connector) -> Error {
     Error::Aborted(format!(
-        "etag {} does not match the current etag {} of {key}; read it again and retry",
+        "etag {} does not match the current etag {:?} of {key}; read it again and retry",
         super::connector_text::shorten(expected),
         current.etag()
     ))

@@ -216,3 +216,29 @@ async fn update_validates_config() {
         connector_of(client.update(request).await.expect("switch to the operator type").into_inner().connector_view);
     assert_eq!(updated.config, Some(okta_config("changed.okta.com")));
 }
+
+#[tokio::test]
+async fn config_of_unregistered_type_is_withheld_after_restart() {
+    let (server, _descriptor_dir) = start_with_operator_types().await;
+    let mut client = server.client().await;
+    let mut request = create_request("app-1", "okta");
+    request.config = Some(okta_config("acme.okta.com"));
+    let created = client.create(request).await.expect("create with an operator config").into_inner();
+    let id = created.connector_view.unwrap().connector.unwrap().id;
+
+    // The same data directory without the descriptor set that defines the config type.
+    let (data_dir, mut options) = server.stop().await;
+    options.descriptor_sets.clear();
+    let server = TestServer::start_on(data_dir, options).await;
+    let mut client = server.client().await;
+
+    let connector = get(&mut client, "app-1", &id).await;
+    assert_eq!(connector.config, None, "a config that cannot be masked was returned");
+    assert_eq!(connector.display_name, "okta");
+
+    let url = format!("http://{}/api/v1/apps/app-1/connectors", server.addr);
+    let response = reqwest::get(&url).await.expect("REST list");
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    let body = response.text().await.expect("REST body");
+    assert!(!body.contains("acme.okta.com"), "the REST list returned the config: {body}");
+}

@@ -86,13 +86,24 @@ impl From<Connector> for pb::Connector {
 /// Expansion is not supported yet, so the JSONPath fields stay empty.
 pub fn view(mut connector: Connector, config_types: &ConfigTypes) -> pb::ConnectorView {
     let mut secrets = Vec::new();
-    if let Some(config) = &connector.config {
-        let (masked, statuses) = config_types.mask_secrets(config, &connector.secret_salt);
-        connector.config = Some(masked);
-        secrets = statuses
-            .into_iter()
-            .map(|status| pb::ConfigSecret { path: status.path, set: status.set, fingerprint: status.fingerprint })
-            .collect();
+    if let Some(config) = connector.config.take() {
+        // A config whose type is not registered (the server started without the descriptor
+        // set that defines it) may hold secrets that cannot be found, so it is withheld.
+        match config_types.mask_secrets(&config, &connector.secret_salt) {
+            Some((masked, statuses)) => {
+                connector.config = Some(masked);
+                secrets = statuses
+                    .into_iter()
+                    .map(|status| pb::ConfigSecret { path: status.path, set: status.set, fingerprint: status.fingerprint })
+                    .collect();
+            }
+            None => tracing::warn!(
+                app_id = %connector.app_id,
+                connector_id = %connector.id,
+                type_url = %config.type_url,
+                "config withheld from the response: its type is not registered; start the server with the --descriptor-set that defines it"
+            ),
+        }
     }
     let mut wire = pb::Connector::from(connector);
     wire.config_secrets = secrets;

@@ -180,11 +180,11 @@ impl ConfigTypes {
     }
 
     /// Returns the config with every set secret replaced by [`SECRET_MASK`], and one status
-    /// per secret. `salt` makes fingerprints differ between connectors.
-    pub fn mask_secrets(&self, config: &Config, salt: &[u8]) -> (Config, Vec<SecretStatus>) {
-        let Some(mut message) = self.decode_config(config) else {
-            return (config.clone(), Vec::new());
-        };
+    /// per secret. `salt` makes fingerprints differ between connectors. Returns `None` when
+    /// the config's type is not registered or its payload does not decode, because its
+    /// secret fields cannot be found then.
+    pub fn mask_secrets(&self, config: &Config, salt: &[u8]) -> Option<(Config, Vec<SecretStatus>)> {
+        let mut message = self.decode_config(config)?;
         let mut statuses = Vec::new();
         walk(self, &mut message, "", &mut |path, value| {
             let bytes = secret_bytes(value);
@@ -198,10 +198,10 @@ impl ConfigTypes {
             }
         });
         if statuses.is_empty() {
-            return (config.clone(), statuses);
+            return Some((config.clone(), statuses));
         }
         statuses.sort_by(|left, right| left.path.cmp(&right.path));
-        (Config { type_url: config.type_url.clone(), value: message.encode_to_vec() }, statuses)
+        Some((Config { type_url: config.type_url.clone(), value: message.encode_to_vec() }, statuses))
     }
 
     /// Replaces every mask in `incoming` with the value stored at the same path. A mask
@@ -270,7 +270,7 @@ mod tests {
     fn struct_secret_keys_are_masked_at_any_depth() {
         let types = types();
         let config = struct_config(&types, r#"{"domain":"x","password":"hunter2","nested":{"token":"t0k"}}"#);
-        let (masked, statuses) = types.mask_secrets(&config, b"salt");
+        let (masked, statuses) = types.mask_secrets(&config, b"salt").unwrap();
         let json = to_json(&types, &masked);
         assert_eq!(json["password"], SECRET_MASK);
         assert_eq!(json["nested"]["token"], SECRET_MASK);
@@ -304,7 +304,7 @@ mod tests {
         let types = types();
         let first = struct_config(&types, r#"{"password":"one"}"#);
         let second = struct_config(&types, r#"{"password":"two"}"#);
-        let fingerprint = |config: &Config, salt: &[u8]| types.mask_secrets(config, salt).1[0].fingerprint.clone();
+        let fingerprint = |config: &Config, salt: &[u8]| types.mask_secrets(config, salt).unwrap().1[0].fingerprint.clone();
         assert_eq!(fingerprint(&first, b"a"), fingerprint(&first, b"a"));
         assert_ne!(fingerprint(&first, b"a"), fingerprint(&second, b"a"));
         assert_ne!(fingerprint(&first, b"a"), fingerprint(&first, b"b"));
@@ -346,7 +346,7 @@ message VaultConfig {
         let message = DynamicMessage::deserialize(descriptor, &mut serde_json::Deserializer::from_str(json)).unwrap();
         let config = Config { type_url: "type.googleapis.com/acme.v1.VaultConfig".into(), value: message.encode_to_vec() };
 
-        let (masked, statuses) = types.mask_secrets(&config, b"salt");
+        let (masked, statuses) = types.mask_secrets(&config, b"salt").unwrap();
 
         let shown = serde_json::to_value(types.decode_config(&masked).unwrap()).unwrap();
         assert_eq!(shown["token"], SECRET_MASK);

@@ -69,6 +69,12 @@ impl TestServer {
         Self::spawn(data_dir, options).await
     }
 
+    /// Starts a server on an existing data directory, such as one that [`Self::stop`]
+    /// returned, with `options`.
+    pub async fn start_on(data_dir: TempDir, options: ServeOptions) -> Self {
+        Self::spawn(data_dir, options).await
+    }
+
     /// Binds before spawning, so the address accepts connections as soon as this returns.
     async fn spawn(data_dir: TempDir, options: ServeOptions) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");

@@ -319,6 +319,7 @@ pub async fn run(
     let (shutdown_started, shutdown_started_receiver) = tokio::sync::oneshot::channel();
     let stream_shutdown = StreamShutdown::new();
     let end_streams = stream_shutdown.layer();
+    let lifecycle = Arc::clone(&services.lifecycle);
     let signal = async move {
         shutdown.await;
         write_health_task.abort();
@@ -326,6 +327,7 @@ pub async fn run(
         set_not_serving(&health).await;
         // Watch and reflection streams never end by themselves and would hold the drain.
         stream_shutdown.trigger();
+        lifecycle.stop_waiting();
         let _ = shutdown_started.send(());
     };
     let (incoming, accept_task) = limited_incoming(listener, options.connection_limits);

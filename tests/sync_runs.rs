@@ -548,3 +548,20 @@ async fn worker_requests_are_validated() {
     let unchanged = get_sync(&mut client, &connector, &running.id).await;
     assert_eq!(unchanged.state(), State::Running, "a rejected request ended the sync");
 }
+
+#[tokio::test]
+async fn waiting_claim_ends_empty_at_shutdown() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let connector = create(&mut client, "app-1", "waiting worker").await;
+    let mut worker = worker_for(&server, &mut client, &connector).await;
+    let claim = tokio::spawn(async move { worker.claim_waiting(Some(Duration::from_secs(25))).await });
+    // Lets the claim reach its wait before the shutdown starts.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Without the early end, the claim would outlast the test server's 5 s grace period
+    // and fail as cancelled.
+    server.stop().await;
+    let claimed = claim.await.expect("claim task").expect("a waiting claim ends without an error");
+    assert_eq!(claimed, None);
+}

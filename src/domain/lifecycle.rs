@@ -97,11 +97,25 @@ pub struct SyncLifecycle {
     options: LifecycleOptions,
     /// Wakes ClaimSync calls that wait for a pending sync.
     pending_signal: Notify,
+    /// Set once the server shuts down, which ends waiting ClaimSync calls.
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl SyncLifecycle {
     pub fn new(store: Arc<dyn Store>, options: LifecycleOptions) -> Self {
-        Self { store, ids: IdGenerator::new(), options, pending_signal: Notify::new() }
+        Self {
+            store,
+            ids: IdGenerator::new(),
+            options,
+            pending_signal: Notify::new(),
+            stopping: tokio::sync::watch::Sender::new(false),
+        }
+    }
+
+    /// Ends every waiting ClaimSync with no sync, now and for later calls, so that waiting
+    /// workers do not hold a shutdown for its whole grace period.
+    pub fn stop_waiting(&self) {
+        self.stopping.send_replace(true);
     }
 
     pub fn options(&self) -> &LifecycleOptions {
@@ -390,6 +404,7 @@ impl SyncLifecycle {
     /// one. Returns `None` when none became available, also while the connector is paused.
     pub async fn claim(&self, key: &ConnectorKey, wait: Duration) -> Result<Option<SyncRun>, Error> {
         let deadline = tokio::time::Instant::now() + wait.min(self.options.max_claim_wait);
+        let mut stopping = self.stopping.subscribe();
         loop {
             // Registered before looking, so a sync queued right after the look still wakes us.
             let notified = self.pending_signal.notified();
@@ -399,8 +414,13 @@ impl SyncLifecycle {
             if let Some(sync) = self.try_claim(key).await? {
                 return Ok(Some(sync));
             }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+            if *stopping.borrow_and_update() {
                 return Ok(None);
+            }
+            tokio::select! {
+                () = &mut notified => {}
+                () = tokio::time::sleep_until(deadline) => return Ok(None),
+                _ = stopping.changed() => return Ok(None),
             }
         }
     }

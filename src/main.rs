@@ -26,7 +26,13 @@ async fn main() -> ExitCode {
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
         Ok(listener) => listener,
         Err(error) => {
-            tracing::error!(listen = %args.listen, %error, "cannot listen; is the port in use? Set --listen");
+            let hint = match error.kind() {
+                std::io::ErrorKind::AddrInUse => "another process uses the port; choose another with --listen",
+                std::io::ErrorKind::AddrNotAvailable => "the address is not one of this host's; choose another with --listen",
+                std::io::ErrorKind::PermissionDenied => "ports below 1024 need extra privileges; choose another with --listen",
+                _ => "check --listen",
+            };
+            tracing::error!(listen = %args.listen, %error, "cannot listen: {hint}");
             return ExitCode::FAILURE;
         }
     };

@@ -177,7 +177,7 @@ impl ServicesBuilder {
     /// its files through reflection. `source_name` names it in errors.
     pub fn descriptor_set(mut self, source_name: &str, encoded: Vec<u8>) -> Result<Self, ServerError> {
         let added = self.config_types.register_descriptor_set(source_name, &encoded)?;
-        tracing::info!(source = source_name, types = ?added, "config types registered");
+        tracing::info!(source = source_name, types = %added.join(","), "config types registered");
         self.operator_sets.push(encoded);
         Ok(self)
     }

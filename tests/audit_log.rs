@@ -79,7 +79,7 @@ async fn mutating_calls_log_one_audit_event_each() {
     assert_eq!(update["role"], "editor");
     assert_eq!(update["app_id"], "app-1");
     assert_eq!(update["connector_id"], created.id.as_str());
-    assert_eq!(update["changed"], "[\"display_name\"]");
+    assert_eq!(update["changed"], "display_name");
     assert_eq!(update["code"], "Ok");
     assert_eq!(events[0]["connector_id"], created.id.as_str());
     assert_eq!(events[2]["code"], "NotFound");

@@ -61,7 +61,8 @@ impl Audit {
             rpc = self.rpc,
             app_id = %self.app_id,
             connector_id = %self.connector_id,
-            changed = ?self.changed,
+            // Comma-separated, so JSON logs carry plain text rather than Rust debug syntax.
+            changed = %self.changed.join(","),
             code = ?code,
             "audit"
         );

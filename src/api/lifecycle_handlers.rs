@@ -168,12 +168,11 @@ impl ConnectorApi {
         request: pb::ConnectorServiceUpdateConnectorScheduleRequest,
     ) -> Result<pb::ConnectorServiceUpdateConnectorScheduleResponse, Error> {
         let key = connector_key(&request.app_id, &request.connector_id)?;
-        let schedule = match &request.schedule {
-            Some(pb::connector_service_update_connector_schedule_request::Schedule::Cron(cron)) => {
-                Some((cron.cron_spec.as_str(), cron.timezone.as_str()))
-            }
-            None => None,
-        };
+        let schedule = request.schedule.as_ref().map(
+            |pb::connector_service_update_connector_schedule_request::Schedule::Cron(cron)| {
+                (cron.cron_spec.as_str(), cron.timezone.as_str())
+            },
+        );
 
         let next_runs = self.lifecycle.update_schedule(&key, schedule).await?;
 

@@ -68,7 +68,7 @@ impl EdgeLayer {
         let gateway = RestGateway::new(pool, &service_names, options.max_body_bytes)?;
         tracing::info!(
             routes = gateway.router().bindings().len(),
-            cors_origins = ?options.cors_allow_origins,
+            cors_origins = %options.cors_allow_origins.join(","),
             "REST gateway and gRPC-Web enabled"
         );
         Ok(Self { cors: cors::cors_layer(&options.cors_allow_origins)?, gateway: GatewayLayer::new(gateway) })

@@ -260,7 +260,7 @@ impl From<StoreError> for Error {
                 "the server's disk is full, so the write was not saved ({detail})"
             )),
             StoreError::Closed => Error::Unavailable("the server is shutting down".to_owned()),
-            error @ StoreError::Flush(_) => Error::Unavailable(error.to_string()),
+            error @ (StoreError::Flush(_) | StoreError::Unavailable(_)) => Error::Unavailable(error.to_string()),
             error @ (StoreError::Corrupt { .. } | StoreError::Backend(_)) => {
                 Error::Internal(error.to_string())
             }

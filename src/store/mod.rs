@@ -3,7 +3,9 @@
 //! A store knows keys, encodings and durability. Every write method returns only after the
 //! change is durable, and every multi-key change is atomic.
 
+mod backend;
 mod group_commit;
+pub mod postgres;
 mod record;
 pub mod sled_store;
 
@@ -12,6 +14,8 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::{Connector, ConnectorKey, Credential, SyncRun, SyncState};
 
+pub use backend::{OpenStoreError, StoreBackend, open_store};
+pub use postgres::{DatabaseUrl, PostgresStore, PostgresStoreOptions};
 pub use sled_store::{SledStore, SledStoreOptions};
 
 /// Failure of a store operation.
@@ -37,6 +41,10 @@ pub enum StoreError {
     /// The store is shutting down and accepts no more writes.
     #[error("store is closed")]
     Closed,
+    /// The database server cannot be reached or cannot serve now (lost connection,
+    /// timeout, restart); retrying later may succeed. The text is safe to show to clients.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// Outcome of [`Store::insert_connector`].
@@ -128,6 +136,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Waits until every acknowledged write is durable and stops accepting writes.
     async fn close(&self) -> Result<(), StoreError>;
+
+    /// Returns the error that writes would fail with now for a reason that outlasts one
+    /// request, such as a full disk, or `Ok` when writes are expected to succeed.
+    fn check_writable(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// A record to write and the revision it must have in the store, `None` for a new record.

@@ -5,7 +5,10 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::server::ServeOptions;
+use crate::{
+    server::ServeOptions,
+    store::{DatabaseUrl, PostgresStoreOptions},
+};
 
 #[derive(Debug, Parser)]
 #[command(name = "connectord", version, about = "A self-hosted connector registry with a gRPC API.")]
@@ -95,9 +98,24 @@ pub struct ServeArgs {
     #[arg(long, env = "CONNECTORD_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
 
-    /// Directory of the embedded database; created if missing.
+    /// Directory of the embedded database; created if missing. Unused with --store.
     #[arg(long, env = "CONNECTORD_DATA_DIR", default_value = "./connectord-data")]
     pub data_dir: PathBuf,
+
+    /// PostgreSQL database to keep the data in, in place of the embedded database, as a
+    /// URL such as postgres://user:password@host:5432/connectord?connect_timeout=5.
+    /// Replicas that share one database serve the same connectors.
+    #[arg(long = "store", env = "CONNECTORD_STORE", value_name = "URL")]
+    pub store_url: Option<DatabaseUrl>,
+
+    /// Most connections to PostgreSQL that this server opens.
+    #[arg(long, env = "CONNECTORD_POSTGRES_POOL_SIZE", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
+    pub postgres_pool_size: u16,
+
+    /// Longest time one PostgreSQL statement may run, such as 5s; also bounds the wait for
+    /// a free connection.
+    #[arg(long, env = "CONNECTORD_POSTGRES_STATEMENT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub postgres_statement_timeout: Duration,
 
     /// Encoded FileDescriptorSet (as written by `protoc --include_imports -o` or `buf build -o`)
     /// whose messages become valid config types. Repeatable; comma-separated in the environment.
@@ -152,6 +170,11 @@ impl ServeArgs {
     pub fn serve_options(&self) -> ServeOptions {
         ServeOptions {
             data_dir: self.data_dir.clone(),
+            postgres: self.store_url.clone().map(|url| PostgresStoreOptions {
+                url,
+                pool_size: usize::from(self.postgres_pool_size),
+                statement_timeout: self.postgres_statement_timeout,
+            }),
             descriptor_sets: self.descriptor_sets.clone(),
             max_config_bytes: self.max_config_bytes,
             shutdown_grace: self.shutdown_grace,

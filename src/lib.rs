@@ -13,3 +13,4 @@ pub mod pb;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod write_health;

@@ -22,7 +22,7 @@ use crate::{
         self, connector_service_server::ConnectorServiceServer,
         connector_sync_service_server::ConnectorSyncServiceServer,
     },
-    store::{SledStore, SledStoreOptions, Store, sled_store::OpenError},
+    store::{PostgresStoreOptions, SledStoreOptions, Store, StoreBackend, sled_store::OpenError},
 };
 
 /// Largest gRPC message accepted or sent, in bytes.
@@ -40,6 +40,8 @@ const REQUEST_ID_PURGE_INTERVAL: Duration = Duration::from_secs(60 * 60);
 pub enum ServerError {
     #[error(transparent)]
     Open(#[from] OpenError),
+    #[error(transparent)]
+    OpenStore(#[from] crate::store::OpenStoreError),
     #[error(transparent)]
     ConfigTypes(#[from] ConfigTypeError),
     #[error("cannot read descriptor set {path}: {source}")]
@@ -66,6 +68,8 @@ pub enum ServerError {
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     pub data_dir: PathBuf,
+    /// PostgreSQL database to use in place of the sled database in `data_dir`.
+    pub postgres: Option<PostgresStoreOptions>,
     /// Encoded `FileDescriptorSet` files whose messages become valid config types.
     pub descriptor_sets: Vec<PathBuf>,
     pub max_config_bytes: usize,
@@ -88,6 +92,7 @@ impl ServeOptions {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             data_dir: data_dir.into(),
+            postgres: None,
             descriptor_sets: Vec::new(),
             max_config_bytes: ConnectorApiOptions::default().max_config_bytes,
             shutdown_grace: Duration::from_secs(10),
@@ -229,7 +234,8 @@ fn reflection_builder(operator_sets: &[Vec<u8>]) -> tonic_reflection::server::Bu
     builder
 }
 
-/// Opens the store in `options.data_dir` and serves every service on `listener` until
+/// Opens the store (PostgreSQL when `options.postgres` is set, else sled in
+/// `options.data_dir`) and serves every service on `listener` until
 /// `shutdown` completes. Then health turns NOT_SERVING, the listener closes, in-flight calls
 /// get `options.shutdown_grace` to finish, and the store makes its last writes durable.
 pub async fn run(
@@ -238,8 +244,12 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let auth = auth_policy(&listener, &options)?;
-    let store = Arc::new(SledStore::open(&SledStoreOptions::new(&options.data_dir))?);
-    tracing::info!(data_dir = %options.data_dir.display(), "store opened");
+    let backend = match &options.postgres {
+        Some(postgres) => StoreBackend::Postgres(postgres.clone()),
+        None => StoreBackend::Sled(SledStoreOptions::new(&options.data_dir)),
+    };
+    let store = crate::store::open_store(&backend).await?;
+    tracing::info!(store = %backend.describe(), "store opened");
 
     let mut builder = ServicesBuilder::new(store.clone())?
         .max_config_bytes(options.max_config_bytes)
@@ -255,6 +265,11 @@ pub async fn run(
     let health = services.health_reporter.clone();
     health.set_serving::<ConnectorServiceServer<ConnectorApi>>().await;
     health.set_serving::<ConnectorSyncServiceServer<SyncWorkerApi>>().await;
+    let write_health_task = tokio::spawn(crate::write_health::report_write_health(
+        store.clone(),
+        health.clone(),
+        crate::write_health::WRITE_HEALTH_INTERVAL,
+    ));
 
     let purge_task = tokio::spawn(purge_request_ids(store.clone()));
     let timers_task = tokio::spawn(run_timers(Arc::clone(&services.lifecycle)));
@@ -267,6 +282,7 @@ pub async fn run(
     let (shutdown_started, shutdown_started_receiver) = tokio::sync::oneshot::channel();
     let signal = async move {
         shutdown.await;
+        write_health_task.abort();
         tracing::info!("shutdown started: health is NOT_SERVING and no new connections are accepted");
         set_not_serving(&health).await;
         let _ = shutdown_started.send(());
@@ -296,7 +312,7 @@ pub async fn run(
     timers_task.abort();
     reload_task.abort();
     store.close().await?;
-    tracing::info!("stopped; every acknowledged write is on disk");
+    tracing::info!("stopped; every acknowledged write is durable");
     Ok(())
 }
 

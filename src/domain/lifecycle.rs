@@ -25,6 +25,9 @@ pub const SCHEDULE_PREVIEW_RUNS: usize = 5;
 pub const PAUSED_CATEGORY: &str = "paused";
 /// Most expired leases or due schedules handled in one sweep.
 const SWEEP_BATCH: usize = 100;
+/// How often a waiting ClaimSync looks for a pending sync without being woken. Syncs that
+/// another replica queues on a shared store wake no waiter here.
+const CLAIM_RECHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone)]
 pub struct LifecycleOptions {
@@ -392,7 +395,8 @@ impl SyncLifecycle {
             if let Some(sync) = self.try_claim(key).await? {
                 return Ok(Some(sync));
             }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+            let wake_at = deadline.min(tokio::time::Instant::now() + CLAIM_RECHECK_INTERVAL);
+            if tokio::time::timeout_at(wake_at, notified).await.is_err() && wake_at >= deadline {
                 return Ok(None);
             }
         }

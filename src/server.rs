@@ -4,8 +4,7 @@
 use std::{future::Future, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
-use tonic::{server::NamedService, service::Routes};
+use tonic::{server::NamedService, service::Routes, transport::server::TcpIncoming};
 use tonic_health::{
     ServingStatus,
     server::{HealthReporter, HealthService},
@@ -283,6 +282,7 @@ pub async fn run(
     let signal = async move {
         shutdown.await;
         write_health_task.abort();
+        let _ = write_health_task.await;
         tracing::info!("shutdown started: health is NOT_SERVING and no new connections are accepted");
         set_not_serving(&health).await;
         let _ = shutdown_started.send(());
@@ -292,7 +292,9 @@ pub async fn run(
         .layer(crate::limits::ResourceExhaustedLayer)
         .layer(AuthLayer::new(auth))
         .add_routes(services.into_routes())
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+        // tonic ignores the builder's tcp_nodelay for a caller's listener, so it is set here:
+        // with Nagle's algorithm, small responses wait about 40 ms for the client's delayed ACK.
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), signal);
 
     // tonic waits without limit for open calls and streams to end; the grace period bounds it.
     let grace = options.shutdown_grace;
@@ -311,6 +313,9 @@ pub async fn run(
     purge_task.abort();
     timers_task.abort();
     reload_task.abort();
+    // The tasks hold the store; awaiting them makes sure the store is released on return.
+    let _ = purge_task.await;
+    let _ = timers_task.await;
     store.close().await?;
     tracing::info!("stopped; every acknowledged write is durable");
     Ok(())

@@ -22,6 +22,9 @@ struct Completed {
     generation: u64,
     /// Error of that flush, if it failed.
     error: Option<String>,
+    /// Flag set when the flusher stops. Waiters that the last flush did not cover then get
+    /// `Closed`.
+    flusher_stopped: bool,
 }
 
 pub(super) struct GroupCommit {
@@ -30,6 +33,7 @@ pub(super) struct GroupCommit {
     requested: Notify,
     completed: watch::Sender<Completed>,
     closed: AtomicBool,
+    stop_requested: AtomicBool,
 }
 
 impl GroupCommit {
@@ -40,6 +44,7 @@ impl GroupCommit {
             requested: Notify::new(),
             completed: watch::Sender::new(Completed::default()),
             closed: AtomicBool::new(false),
+            stop_requested: AtomicBool::new(false),
         });
         tokio::spawn(run_flusher(Arc::clone(&commit), flush));
         commit
@@ -59,6 +64,9 @@ impl GroupCommit {
                         Some(error) => Err(StoreError::Flush(error.clone())),
                     };
                 }
+                if state.flusher_stopped {
+                    return Err(StoreError::Closed);
+                }
             }
             if completed.changed().await.is_err() {
                 return Err(StoreError::Closed);
@@ -74,11 +82,22 @@ impl GroupCommit {
     pub(super) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::SeqCst)
     }
+
+    /// Ends the flusher task once it is idle. The task drops the flush function, and with
+    /// it the database handle that keeps the data directory locked.
+    pub(super) fn stop_flusher(&self) {
+        self.stop_requested.store(true, Ordering::SeqCst);
+        self.requested.notify_one();
+    }
 }
 
 async fn run_flusher(commit: Arc<GroupCommit>, flush: FlushFn) {
     loop {
         commit.requested.notified().await;
+        if commit.stop_requested.load(Ordering::SeqCst) {
+            commit.completed.send_modify(|completed| completed.flusher_stopped = true);
+            return;
+        }
         let generation = commit.started.fetch_add(1, Ordering::SeqCst) + 1;
 
         let flush = Arc::clone(&flush);
@@ -90,7 +109,7 @@ async fn run_flusher(commit: Arc<GroupCommit>, flush: FlushFn) {
         if let Some(error) = &error {
             tracing::error!(generation, %error, "flush failed; writes waiting on it are not acknowledged");
         }
-        commit.completed.send_replace(Completed { generation, error });
+        commit.completed.send_replace(Completed { generation, error, flusher_stopped: false });
     }
 }
 

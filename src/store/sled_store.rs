@@ -379,7 +379,12 @@ impl Store for SledStore {
             return Ok(page);
         }
 
-        for entry in self.live_connectors.range(range).take(limit) {
+        // The limit counts the connectors kept, not the entries read, because the registry
+        // takes a short page for the end of the list.
+        for entry in self.live_connectors.range(range) {
+            if page.len() == limit {
+                break;
+            }
             let (key, _) = entry.map_err(backend_error)?;
             // A delete between the two reads leaves a deleted record here; skip it as if
             // the index had been read a moment later.
@@ -551,7 +556,9 @@ impl Store for SledStore {
 
     async fn close(&self) -> Result<(), StoreError> {
         self.commit.close();
-        self.commit.wait_durable().await
+        let result = self.commit.wait_durable().await;
+        self.commit.stop_flusher();
+        result
     }
 }
 

@@ -6,7 +6,9 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::{
-    server::ServeOptions,
+    admission::AdmissionLimits,
+    connection_limit::ConnectionLimits,
+    server::{DEFAULT_MIN_FREE_DISK_BYTES, ServeOptions},
     store::{DatabaseUrl, PostgresStoreOptions},
 };
 
@@ -29,6 +31,16 @@ pub enum Command {
     /// Manage API tokens in a tokens file.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Write the API's encoded FileDescriptorSet, with the google.api.http rules and the
+    /// google.rpc error types, for Envoy's gRPC-JSON transcoder and other tools.
+    DescriptorSet(DescriptorSetArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DescriptorSetArgs {
+    /// File to write; replaced if it exists.
+    #[arg(long, short)]
+    pub output: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -79,7 +91,9 @@ impl Cli {
     pub fn into_serve_args(self) -> ServeArgs {
         match self.into_command() {
             Command::Serve(args) => args,
-            Command::Token(_) => panic!("into_serve_args called for a token command"),
+            Command::Token(_) | Command::DescriptorSet(_) => {
+                panic!("into_serve_args called for a command that does not serve")
+            }
         }
     }
 }
@@ -134,6 +148,36 @@ pub struct ServeArgs {
     #[arg(long, env = "CONNECTORD_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
 
+    /// Maximum number of open TCP connections; connections over it are closed at once.
+    #[arg(long, env = "CONNECTORD_MAX_CONNECTIONS", default_value_t = 1024, value_parser = parse_positive)]
+    pub max_connections: usize,
+
+    /// Time a new connection gets to send the HTTP/2 preface and settings, such as 10s.
+    #[arg(long, env = "CONNECTORD_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub handshake_timeout: Duration,
+
+    /// Maximum number of connector calls processed at once.
+    #[arg(long, env = "CONNECTORD_MAX_CONCURRENT_REQUESTS", default_value_t = 256, value_parser = parse_positive)]
+    pub max_concurrent_requests: usize,
+
+    /// Maximum number of connector calls waiting for a slot; calls beyond it fail with
+    /// RESOURCE_EXHAUSTED.
+    #[arg(long, env = "CONNECTORD_MAX_QUEUED_REQUESTS", default_value_t = 1024)]
+    pub max_queued_requests: usize,
+
+    /// Maximum wait of a call for a slot before it fails with RESOURCE_EXHAUSTED, such as 1s.
+    #[arg(long, env = "CONNECTORD_QUEUE_TIMEOUT", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub queue_timeout: Duration,
+
+    /// Free space in bytes kept on the data directory's file system; below it writes fail
+    /// with RESOURCE_EXHAUSTED. 0 turns the check off.
+    #[arg(long, env = "CONNECTORD_MIN_FREE_DISK_BYTES", default_value_t = DEFAULT_MIN_FREE_DISK_BYTES)]
+    pub min_free_disk_bytes: u64,
+
+    /// UNSAFE, for crash tests only: acknowledge writes before they are durable, so a crash
+    /// loses them.
+    #[arg(long, env = "CONNECTORD_UNSAFE_SKIP_FLUSH_FOR_TESTS", hide = true)]
+    pub unsafe_skip_flush_for_tests: bool,
     /// How long older credentials of a connector keep working after RotateCredential, such as 24h.
     #[arg(long, env = "CONNECTORD_CREDENTIAL_ROTATION_GRACE", default_value = "24h", value_parser = humantime::parse_duration)]
     pub credential_rotation_grace: Duration,
@@ -164,6 +208,36 @@ pub struct ServeArgs {
         default_value = "password,secret,token,api_key,client_secret,private_key"
     )]
     pub secret_struct_keys: Vec<String>,
+
+    /// PEM certificate chain; with --tls-key, serves gRPC, gRPC-Web and REST over TLS.
+    #[arg(long, env = "CONNECTORD_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "CONNECTORD_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// PEM CA certificates; when set, clients must present a certificate signed by one (mutual TLS).
+    #[arg(long, env = "CONNECTORD_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// Origin that browsers may call the REST and gRPC-Web API from, such as
+    /// https://app.example, or * for any. Repeatable; comma-separated in the environment.
+    /// None by default, which disables CORS.
+    #[arg(long = "cors-allow-origin", env = "CONNECTORD_CORS_ALLOW_ORIGINS", value_delimiter = ',', value_parser = parse_cors_origin)]
+    pub cors_allow_origins: Vec<String>,
+}
+
+fn parse_cors_origin(origin: &str) -> Result<String, crate::gateway::OriginError> {
+    crate::gateway::parse_origin(origin).map(|_| origin.to_owned())
+}
+
+fn parse_positive(value: &str) -> Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_owned()),
+        Ok(number) => Ok(number),
+        Err(error) => Err(error.to_string()),
+    }
 }
 
 impl ServeArgs {
@@ -178,12 +252,32 @@ impl ServeArgs {
             descriptor_sets: self.descriptor_sets.clone(),
             max_config_bytes: self.max_config_bytes,
             shutdown_grace: self.shutdown_grace,
+            connection_limits: ConnectionLimits {
+                max_connections: self.max_connections,
+                handshake_timeout: self.handshake_timeout,
+            },
+            admission: AdmissionLimits {
+                max_concurrent_requests: self.max_concurrent_requests,
+                max_queued_requests: self.max_queued_requests,
+                queue_timeout: self.queue_timeout,
+            },
+            min_free_disk_bytes: self.min_free_disk_bytes,
+            unsafe_skip_flush_for_tests: self.unsafe_skip_flush_for_tests,
             credential_rotation_grace: self.credential_rotation_grace,
             sync_lease: self.sync_lease,
             tokens_file: self.tokens_file.clone(),
             insecure_no_auth: self.insecure_no_auth,
             reflection_requires_auth: self.reflection_requires_auth,
             secret_struct_keys: self.secret_struct_keys.clone(),
+            tls: match (&self.tls_cert, &self.tls_key) {
+                (Some(cert), Some(key)) => Some(crate::tls::TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    client_ca: self.tls_client_ca.clone(),
+                }),
+                _ => None,
+            },
+            cors_allow_origins: self.cors_allow_origins.clone(),
         }
     }
 }
@@ -201,11 +295,60 @@ mod tests {
     }
 
     #[test]
+    fn limit_flags_reach_serve_options() {
+        let cli = Cli::try_parse_from(["connectord", "--max-connections", "8", "--handshake-timeout", "2s", "--max-concurrent-requests", "4"]).unwrap();
+        let options = cli.into_serve_args().serve_options();
+        assert_eq!(options.connection_limits.max_connections, 8);
+        assert_eq!(options.connection_limits.handshake_timeout, Duration::from_secs(2));
+        assert_eq!(options.admission.max_concurrent_requests, 4);
+        assert!(!options.unsafe_skip_flush_for_tests);
+    }
+
+    #[test]
+    fn limit_defaults_match_serve_options_defaults() {
+        let from_flags = Cli::try_parse_from(["connectord"]).unwrap().into_serve_args().serve_options();
+        let from_library = ServeOptions::new("./connectord-data");
+        assert_eq!(from_flags.connection_limits.max_connections, from_library.connection_limits.max_connections);
+        assert_eq!(from_flags.connection_limits.handshake_timeout, Duration::from_secs(10));
+        assert_eq!(from_flags.admission, from_library.admission);
+        assert_eq!(from_flags.min_free_disk_bytes, from_library.min_free_disk_bytes);
+    }
+
+    #[test]
+    fn zero_max_connections_is_rejected() {
+        let error = Cli::try_parse_from(["connectord", "--max-connections", "0"]).unwrap_err();
+        assert!(error.to_string().contains("at least 1"), "{error}");
+    }
+
+    #[test]
     fn token_create_parses_role() {
         let cli = Cli::try_parse_from(["connectord", "token", "create", "--name", "ci", "--role", "viewer"]).unwrap();
         let Command::Token(TokenCommand::Create { role, .. }) = cli.into_command() else { panic!() };
         assert_eq!(role, crate::auth::Role::Viewer);
         assert!(Cli::try_parse_from(["connectord", "token", "create", "--name", "ci", "--role", "boss"]).is_err());
+    }
+
+    #[test]
+    fn cors_origins_repeat_and_are_validated() {
+        let cli = Cli::try_parse_from([
+            "connectord",
+            "--cors-allow-origin",
+            "https://a.example",
+            "--cors-allow-origin",
+            "http://localhost:3000",
+        ])
+        .unwrap();
+        assert_eq!(cli.into_serve_args().cors_allow_origins, ["https://a.example", "http://localhost:3000"]);
+        assert!(Cli::try_parse_from(["connectord", "--cors-allow-origin", "a.example"]).is_err());
+        let cli = Cli::try_parse_from(["connectord"]).unwrap();
+        assert!(cli.into_serve_args().cors_allow_origins.is_empty());
+    }
+
+    #[test]
+    fn descriptor_set_subcommand_takes_an_output() {
+        let cli = Cli::try_parse_from(["connectord", "descriptor-set", "--output", "api.pb"]).unwrap();
+        let Some(Command::DescriptorSet(args)) = cli.command else { panic!("descriptor-set was not parsed") };
+        assert_eq!(args.output, PathBuf::from("api.pb"));
     }
 
     #[test]

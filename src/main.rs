@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use connectord::{
     cli::{Cli, Command},
+    gateway::descriptors,
     server, telemetry,
 };
 
@@ -12,18 +13,8 @@ use connectord::{
 async fn main() -> ExitCode {
     let args = match Cli::parse().into_command() {
         Command::Serve(args) => args,
-        Command::Token(command) => {
-            return match command.run() {
-                Ok(output) => {
-                    print!("{output}");
-                    ExitCode::SUCCESS
-                }
-                Err(error) => {
-                    eprintln!("connectord: {error}");
-                    ExitCode::FAILURE
-                }
-            };
-        }
+        Command::Token(command) => return report(command.run().map(|output| print!("{output}"))),
+        Command::DescriptorSet(args) => return report(descriptors::write_api_descriptor_set(&args.output)),
     };
     telemetry::init(args.log_format);
     let options = args.serve_options();
@@ -43,6 +34,17 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "connectord stopped with an error");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Exit status of a command that does not serve: errors go to standard error.
+fn report<E: std::fmt::Display>(result: Result<(), E>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("connectord: {error}");
             ExitCode::FAILURE
         }
     }

@@ -4,15 +4,17 @@
 use std::{future::Future, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use tokio::net::TcpListener;
-use tonic::{server::NamedService, service::Routes, transport::server::TcpIncoming};
+use tonic::{server::NamedService, service::Routes};
 use tonic_health::{
     ServingStatus,
     server::{HealthReporter, HealthService},
 };
 
 use crate::{
+    admission::{AdmissionLayer, AdmissionLimits},
     api::{ConnectorApi, ConnectorApiOptions, SyncWorkerApi},
     auth::{AuthLayer, AuthPolicy, TokenFile, Tokens},
+    connection_limit::{ConnectionLimits, limited_incoming},
     domain::{
         ConfigTypeError, ConfigTypes, ConnectorRegistry, CredentialService, LifecycleOptions,
         SyncLifecycle, lifecycle::run_timers,
@@ -22,6 +24,7 @@ use crate::{
         connector_sync_service_server::ConnectorSyncServiceServer,
     },
     store::{PostgresStoreOptions, SledStoreOptions, Store, StoreBackend, sled_store::OpenError},
+    stream_shutdown::StreamShutdown,
 };
 
 /// Largest gRPC message accepted or sent, in bytes.
@@ -33,6 +36,9 @@ pub const DEFAULT_CREDENTIAL_ROTATION_GRACE: Duration = Duration::from_secs(24 *
 /// How long a Create request id is remembered.
 pub const REQUEST_ID_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
 const REQUEST_ID_PURGE_INTERVAL: Duration = Duration::from_secs(60 * 60);
+/// Default free-space reserve of the data directory's file system, in bytes.
+// NOTE: an estimate that leaves sled room for its log segments and snapshots, not measured.
+pub const DEFAULT_MIN_FREE_DISK_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Failure to build or run the server.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +57,8 @@ pub enum ServerError {
     Transport(#[from] tonic::transport::Error),
     #[error(transparent)]
     Tokens(#[from] crate::auth::TokenError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     #[error("cannot read the listener's address: {0}")]
     LocalAddr(std::io::Error),
     #[error(
@@ -59,6 +67,8 @@ pub enum ServerError {
          --insecure-no-auth to accept the risk"
     )]
     Unprotected(std::net::SocketAddr),
+    #[error(transparent)]
+    Gateway(#[from] crate::gateway::GatewayError),
     #[error("final flush at shutdown failed: {0}")]
     Close(#[from] crate::store::StoreError),
 }
@@ -74,6 +84,12 @@ pub struct ServeOptions {
     pub max_config_bytes: usize,
     /// How long in-flight calls may run after shutdown starts.
     pub shutdown_grace: Duration,
+    pub connection_limits: ConnectionLimits,
+    pub admission: AdmissionLimits,
+    /// Free bytes kept on the data directory's file system; writes fail below it.
+    pub min_free_disk_bytes: u64,
+    /// UNSAFE, for tests only: see [`SledStoreOptions::unsafe_skip_flush_for_tests`].
+    pub unsafe_skip_flush_for_tests: bool,
     /// How long older credentials keep working after a rotation.
     pub credential_rotation_grace: Duration,
     /// How long a claimed sync stays with its worker without a heartbeat.
@@ -85,6 +101,10 @@ pub struct ServeOptions {
     pub reflection_requires_auth: bool,
     /// Keys of Struct configs whose values are never returned.
     pub secret_struct_keys: Vec<String>,
+    /// Serve TLS (and mutual TLS when a client CA is set) instead of plain text.
+    pub tls: Option<crate::tls::TlsFiles>,
+    /// Origins that browsers may call the REST and gRPC-Web API from; empty disables CORS.
+    pub cors_allow_origins: Vec<String>,
 }
 
 impl ServeOptions {
@@ -95,12 +115,18 @@ impl ServeOptions {
             descriptor_sets: Vec::new(),
             max_config_bytes: ConnectorApiOptions::default().max_config_bytes,
             shutdown_grace: Duration::from_secs(10),
+            connection_limits: ConnectionLimits::default(),
+            admission: AdmissionLimits::default(),
+            min_free_disk_bytes: DEFAULT_MIN_FREE_DISK_BYTES,
+            unsafe_skip_flush_for_tests: false,
             credential_rotation_grace: DEFAULT_CREDENTIAL_ROTATION_GRACE,
             sync_lease: LifecycleOptions::default().sync_lease,
             tokens_file: None,
             insecure_no_auth: false,
             reflection_requires_auth: false,
             secret_struct_keys: crate::domain::secrets::DEFAULT_SECRET_STRUCT_KEYS.iter().map(|key| (*key).to_owned()).collect(),
+            tls: None,
+            cors_allow_origins: Vec::new(),
         }
     }
 }
@@ -116,6 +142,9 @@ pub struct Services {
     pub registry: Arc<ConnectorRegistry>,
     /// Runs lease expiry and scheduled syncs; spawn [`run_timers`] with it.
     pub lifecycle: Arc<SyncLifecycle>,
+    /// The config type registry's pool, operator descriptor sets included; the REST gateway
+    /// resolves `Any` values in it.
+    pub descriptor_pool: prost_reflect::DescriptorPool,
 }
 
 impl Services {
@@ -180,6 +209,7 @@ impl ServicesBuilder {
     }
 
     pub fn build(self) -> Result<Services, ServerError> {
+        let descriptor_pool = self.config_types.pool().clone();
         let config_types = Arc::new(self.config_types);
         let registry = Arc::new(ConnectorRegistry::new(Arc::clone(&self.store), Arc::clone(&config_types)));
         let lifecycle = Arc::new(SyncLifecycle::new(Arc::clone(&self.store), self.lifecycle_options));
@@ -212,6 +242,7 @@ impl ServicesBuilder {
                 .add_service(reflection_builder(&self.operator_sets).build_v1alpha()?),
             registry,
             lifecycle,
+            descriptor_pool,
         })
     }
 }
@@ -243,9 +274,14 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let auth = auth_policy(&listener, &options)?;
+    let tls = options.tls.as_ref().map(crate::tls::acceptor).transpose()?;
     let backend = match &options.postgres {
         Some(postgres) => StoreBackend::Postgres(postgres.clone()),
-        None => StoreBackend::Sled(SledStoreOptions::new(&options.data_dir)),
+        None => StoreBackend::Sled(SledStoreOptions {
+            min_free_disk_bytes: options.min_free_disk_bytes,
+            unsafe_skip_flush_for_tests: options.unsafe_skip_flush_for_tests,
+            ..SledStoreOptions::new(&options.data_dir)
+        }),
     };
     let store = crate::store::open_store(&backend).await?;
     tracing::info!(store = %backend.describe(), "store opened");
@@ -261,14 +297,25 @@ pub async fn run(
         builder = builder.descriptor_set(&path.display().to_string(), encoded)?;
     }
     let services = builder.build()?;
+    let edge = crate::gateway::EdgeLayer::new(
+        services.descriptor_pool.clone(),
+        &crate::gateway::EdgeOptions {
+            rest_services: vec![
+                pb::connector_service_server::SERVICE_NAME.to_owned(),
+                pb::connector_sync_service_server::SERVICE_NAME.to_owned(),
+            ],
+            cors_allow_origins: options.cors_allow_origins.clone(),
+            max_body_bytes: MAX_MESSAGE_BYTES,
+        },
+    )?;
     let health = services.health_reporter.clone();
     health.set_serving::<ConnectorServiceServer<ConnectorApi>>().await;
-    health.set_serving::<ConnectorSyncServiceServer<SyncWorkerApi>>().await;
     let write_health_task = tokio::spawn(crate::write_health::report_write_health(
         store.clone(),
         health.clone(),
         crate::write_health::WRITE_HEALTH_INTERVAL,
     ));
+    health.set_serving::<ConnectorSyncServiceServer<SyncWorkerApi>>().await;
 
     let purge_task = tokio::spawn(purge_request_ids(store.clone()));
     let timers_task = tokio::spawn(run_timers(Arc::clone(&services.lifecycle)));
@@ -279,22 +326,39 @@ pub async fn run(
     }
 
     let (shutdown_started, shutdown_started_receiver) = tokio::sync::oneshot::channel();
+    let stream_shutdown = StreamShutdown::new();
+    let end_streams = stream_shutdown.layer();
     let signal = async move {
         shutdown.await;
         write_health_task.abort();
         let _ = write_health_task.await;
         tracing::info!("shutdown started: health is NOT_SERVING and no new connections are accepted");
         set_not_serving(&health).await;
+        // Watch and reflection streams never end by themselves and would hold the drain.
+        stream_shutdown.trigger();
         let _ = shutdown_started.send(());
     };
-    let serve = tonic::transport::Server::builder()
+    let (incoming, accept_task) = limited_incoming(listener, options.connection_limits);
+    // HTTP/1.1 is accepted for REST and gRPC-Web. The edge layer is outermost, so REST calls
+    // pass every layer added after it, as gRPC calls do.
+    let router = tonic::transport::Server::builder()
+        .accept_http1(true)
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .layer(edge)
+        .layer(end_streams)
         .layer(crate::limits::ResourceExhaustedLayer)
         .layer(AuthLayer::new(auth))
-        .add_routes(services.into_routes())
-        // tonic ignores the builder's tcp_nodelay for a caller's listener, so it is set here:
-        // with Nagle's algorithm, small responses wait about 40 ms for the client's delayed ACK.
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), signal);
+        .layer(AdmissionLayer::new(options.admission))
+        .add_routes(services.into_routes());
+    // NOTE: over TLS the HTTP/2 handshake deadline of the connection limit does not apply,
+    // because the preface is encrypted; the TLS handshake has its own deadline instead.
+    let serve: std::pin::Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>> = match tls {
+        Some(acceptor) => {
+            tracing::info!(client_certificates = options.tls.as_ref().is_some_and(|tls| tls.client_ca.is_some()), "serving TLS");
+            Box::pin(router.serve_with_incoming_shutdown(crate::tls::tls_incoming(incoming, acceptor), signal))
+        }
+        None => Box::pin(router.serve_with_incoming_shutdown(incoming, signal)),
+    };
 
     // tonic waits without limit for open calls and streams to end; the grace period bounds it.
     let grace = options.shutdown_grace;
@@ -311,6 +375,7 @@ pub async fn run(
     }
 
     purge_task.abort();
+    accept_task.abort();
     timers_task.abort();
     reload_task.abort();
     // The tasks hold the store; awaiting them makes sure the store is released on return.

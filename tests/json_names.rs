@@ -59,8 +59,12 @@ fn full_connector() -> pb::Connector {
         sync_disabled_category: "auth".to_owned(),
         sync_disabled_reason: "token expired".to_owned(),
         etag: "\"2\"".to_owned(),
-        schedule: None,
-        config_secrets: Vec::new(),
+        schedule: Some(pb::ConnectorScheduleCron { cron_spec: "0 3 * * *".to_owned(), timezone: "UTC".to_owned() }),
+        config_secrets: vec![pb::ConfigSecret {
+            path: "api_key".to_owned(),
+            set: true,
+            fingerprint: "00ff".to_owned(),
+        }],
     }
 }
 
@@ -139,6 +143,8 @@ fn connector_json_keys_match_contract() {
         "syncDisabledCategory",
         "syncDisabledReason",
         "etag",
+        "schedule",
+        "configSecrets",
     ]);
     assert_eq!(keys(&json), expected);
 }

@@ -176,8 +176,7 @@ async fn page_token_from_another_app_is_invalid() {
 
     let status = expect_invalid(client.list(list_request("app-2", 1, &page.next_page_token)).await, "page_token");
 
-    let message = status.message();
-    assert!(message.contains("app_id") || message.contains("another collection"), "message does not explain the binding: {message}");
+    assert!(status.message().contains("app_id"), "message does not explain the binding: {}", status.message());
 }
 
 #[tokio::test]

@@ -1,9 +1,13 @@
 //! Opaque list page tokens, bound to the request they came from.
 //!
-//! Layout before base64url: version byte, 8 bytes of SHA-256 over the request's scope (the
-//! collection and every filter, such as the app id and `show_deleted`), the last id
-//! returned, and 4 bytes of SHA-256 over all of that as a checksum. The token only tells
-//! where to resume; it grants nothing, so it needs no secret.
+//! Layout before base64url:
+//! - a version byte;
+//! - 8 bytes of SHA-256 over the request's scope, which names the collection and every
+//!   filter, such as the app id and `show_deleted`;
+//! - the last id returned;
+//! - 4 bytes of SHA-256 over all of the above, as a checksum.
+//!
+//! The token only tells where to resume and grants nothing, so it needs no secret.
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use sha2::{Digest, Sha256};
@@ -14,12 +18,12 @@ const TOKEN_VERSION: u8 = 1;
 const BINDING_LEN: usize = 8;
 const CHECKSUM_LEN: usize = 4;
 
-/// Why a page token was rejected.
+/// Reason a page token was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PageTokenError {
     #[error("page token is malformed; pass the next_page_token of a previous response unchanged")]
     Malformed,
-    #[error("page token belongs to a different request (another collection or filter)")]
+    #[error("page token belongs to a different request: another app_id, connector_id or filter such as show_deleted; start again without a token")]
     Foreign,
 }
 

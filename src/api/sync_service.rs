@@ -17,7 +17,7 @@ use crate::{
     pb::{self, connector_sync_service_server::ConnectorSyncService},
 };
 
-/// Longest artifact URL accepted, in characters.
+/// Maximum length of an artifact URL, in characters.
 const MAX_URL_CHARS: usize = 2048;
 
 pub struct SyncWorkerApi {
@@ -125,10 +125,11 @@ fn basic_credentials(metadata: &MetadataMap) -> Result<(String, Secret), Error> 
 
     let value = metadata.get("authorization").ok_or_else(missing)?;
     let value = value.to_str().map_err(|_| malformed())?;
-    let encoded = value
-        .strip_prefix("Basic ")
-        .or_else(|| value.strip_prefix("basic "))
-        .ok_or_else(malformed)?;
+    // Authentication scheme names are case-insensitive (RFC 9110, section 11.1).
+    let (scheme, encoded) = value.split_once(' ').ok_or_else(malformed)?;
+    if !scheme.eq_ignore_ascii_case("Basic") {
+        return Err(malformed());
+    }
     let decoded = STANDARD.decode(encoded.trim()).map_err(|_| malformed())?;
     let decoded = String::from_utf8(decoded).map_err(|_| malformed())?;
     let (client_id, secret) = decoded.split_once(':').ok_or_else(malformed)?;

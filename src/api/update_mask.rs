@@ -6,7 +6,7 @@ use prost_types::FieldMask;
 use super::{config::ConfigCheck, validate::Violations};
 use crate::{domain::{ConnectorPatch, Error, connector_text::shorten}, pb};
 
-/// Which update RPC the mask belongs to.
+/// Update RPC that a mask belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpdateScope {
     /// Update: every client-writable field.
@@ -41,11 +41,13 @@ const ALL_WRITABLE: [Writable; 8] = [
 
 const DELEGATED_WRITABLE: [Writable; 3] = [Writable::DisplayName, Writable::Description, Writable::UserIds];
 
-/// What a mask path names.
+/// Kind of field that a mask path names.
 enum PathKind {
     Writable(Writable),
     Immutable,
     ServerWritten,
+    /// A field that only the named RPC changes.
+    SetByRpc(&'static str),
     Unknown,
 }
 
@@ -70,6 +72,7 @@ fn classify(path: &str) -> PathKind {
         "status" | "oauth_authorized_as" | "download_url" | "created_at" | "updated_at"
         | "deleted_at" | "can_resume_sync" | "sync_disabled_at" | "sync_disabled_category"
         | "sync_disabled_reason" | "etag" => PathKind::ServerWritten,
+        "schedule" => PathKind::SetByRpc("UpdateConnectorSchedule"),
         _ => PathKind::Unknown,
     }
 }
@@ -156,6 +159,9 @@ fn select_paths(paths: &[String], allowed: &[Writable], violations: &mut Violati
             }
             PathKind::ServerWritten => {
                 violations.add(field, format!("{} is written by the server only", shorten(path)));
+            }
+            PathKind::SetByRpc(rpc) => {
+                violations.add(field, format!("{} can be changed only with {rpc}", shorten(path)));
             }
             PathKind::Unknown => violations.add(
                 field,

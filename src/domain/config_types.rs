@@ -53,7 +53,8 @@ impl ConfigTypes {
         Ok(types)
     }
 
-    /// The pool of every known message type, operator types included.
+    /// The pool that config types are resolved in: the built-in files plus every
+    /// registered descriptor set.
     pub fn pool(&self) -> &DescriptorPool {
         &self.pool
     }
@@ -153,6 +154,19 @@ impl ConfigTypes {
                 ),
             ));
         }
+        // Clients read configs as JSON through grpcurl and the REST gateway, so a payload
+        // that protobuf accepts but JSON cannot express (a NaN number in a Struct, a
+        // timestamp past the year 9999) would make the connector unreadable there.
+        if let Err(error) = serde_json::to_writer(std::io::sink(), &message) {
+            return Err(FieldViolation::new(
+                "value",
+                format!(
+                    "payload of type {} has no JSON form ({error}); numbers must be finite, \
+                     and timestamps and durations within their JSON range",
+                    descriptor.full_name()
+                ),
+            ));
+        }
 
         Ok(Config {
             type_url: format!("{TYPE_URL_PREFIX}{}", descriptor.full_name()),
@@ -220,5 +234,36 @@ fn first_unknown_in_value(value: &Value, path: &str) -> Option<String> {
         Value::List(values) => values.iter().find_map(|value| first_unknown_in_value(value, path)),
         Value::Map(entries) => entries.values().find_map(|value| first_unknown_in_value(value, path)),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    use super::*;
+
+    fn struct_with_number(number: f64) -> Vec<u8> {
+        let value = prost_types::Value { kind: Some(prost_types::value::Kind::NumberValue(number)) };
+        prost_types::Struct { fields: [("n".to_owned(), value)].into() }.encode_to_vec()
+    }
+
+    #[test]
+    fn struct_with_finite_number_is_accepted() {
+        let types = ConfigTypes::new(crate::pb::FILE_DESCRIPTOR_SET).unwrap();
+        let config = types.validate("type.googleapis.com/google.protobuf.Struct", &struct_with_number(1.5), 1024);
+        assert!(config.is_ok(), "{config:?}");
+    }
+
+    #[test]
+    fn struct_without_json_form_is_rejected() {
+        let types = ConfigTypes::new(crate::pb::FILE_DESCRIPTOR_SET).unwrap();
+        for number in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let violation = types
+                .validate("type.googleapis.com/google.protobuf.Struct", &struct_with_number(number), 1024)
+                .expect_err("non-finite number accepted");
+            assert_eq!(violation.field, "value");
+            assert!(violation.description.contains("no JSON form"), "{}", violation.description);
+        }
     }
 }

@@ -2,8 +2,8 @@
 //! side that claims them, keeps them alive and reports how they ended.
 //!
 //! Every change that moves a sync also writes the connector's status in the same store
-//! batch, so the two never disagree. Each operation reads, computes a batch and applies it;
-//! when another write lands in between, the store rejects the batch and the operation starts
+//! batch, so the two never disagree. Each operation reads, computes a batch and applies it.
+//! When another write lands in between, the store rejects the batch, so the operation starts
 //! over from fresh reads.
 
 use std::{future::Future, sync::Arc, time::Duration};
@@ -33,7 +33,7 @@ const CLAIM_RECHECK_INTERVAL: Duration = Duration::from_secs(1);
 pub struct LifecycleOptions {
     /// How long a claimed sync stays with its worker without a heartbeat.
     pub sync_lease: Duration,
-    /// Longest time ClaimSync waits for a pending sync.
+    /// Maximum time ClaimSync waits for a pending sync.
     pub max_claim_wait: Duration,
 }
 
@@ -43,7 +43,7 @@ impl Default for LifecycleOptions {
     }
 }
 
-/// How a worker reports the end of a sync.
+/// End of a sync as the worker reports it.
 #[derive(Debug, Clone)]
 pub enum SyncOutcome {
     Succeeded { artifact_url: String },
@@ -281,7 +281,7 @@ impl SyncLifecycle {
     }
 
     /// Accepts the data drop of the connector's latest sync and queues a sync with trigger
-    /// `confirm`.
+    /// `confirm`, which replaces a pending sync.
     pub async fn confirm_sync_valid(&self, key: &ConnectorKey, sync_id: &str) -> Result<SyncRun, Error> {
         let sync = with_retries("ConfirmSyncValid", || async {
             let connector = self.live_connector(key).await?;
@@ -310,9 +310,16 @@ impl SyncLifecycle {
             confirmed.updated_at = now;
             confirmed.revision += 1;
             let sync = self.new_sync(key, SyncTrigger::Confirm, now);
+            let mut syncs = vec![Versioned::replacing(confirmed, target.revision)];
+            // A sync requeued after its lease ran out can still be pending. Only one sync may be
+            // pending, and the confirm sync must run next, so it replaces that one.
+            if let Some(pending) = self.store.pending_sync(key).await? {
+                syncs.push(cancelled(pending, "replaced by the sync queued on confirm", now));
+            }
+            syncs.push(Versioned::new(sync.clone()));
             let batch = Batch {
                 connector: Some(Versioned::replacing(connector.clone(), connector.revision)),
-                syncs: vec![Versioned::replacing(confirmed, target.revision), Versioned::new(sync.clone())],
+                syncs,
                 ..Batch::default()
             };
             commit(self.store.as_ref(), &batch, sync).await

@@ -256,14 +256,36 @@ impl From<StoreError> for Error {
         match error {
             StoreError::NotFound(what) => Error::NotFound(format!("{what} not found")),
             StoreError::Conflict(what) => Error::Aborted(format!("{what}; retry")),
-            StoreError::NoSpace(detail) => Error::ResourceExhausted(format!(
-                "the server's disk is full, so the write was not saved ({detail})"
-            )),
+            StoreError::NoSpace(detail) => {
+                // The detail may name server paths, so it goes to the log only.
+                tracing::warn!(%detail, "write rejected: the disk is full");
+                Error::ResourceExhausted(
+                    "the server's disk is full, so the write was not saved; retry once an operator has freed space"
+                        .to_owned(),
+                )
+            }
             StoreError::Closed => Error::Unavailable("the server is shutting down".to_owned()),
             error @ (StoreError::Flush(_) | StoreError::Unavailable(_)) => Error::Unavailable(error.to_string()),
             error @ (StoreError::Corrupt { .. } | StoreError::Backend(_)) => {
                 Error::Internal(error.to_string())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_disk_is_resource_exhausted() {
+        let error = Error::from(StoreError::NoSpace("No space left on device (os error 28)".to_owned()));
+        assert!(matches!(error, Error::ResourceExhausted(ref message) if message.contains("disk is full")), "{error:?}");
+    }
+
+    #[test]
+    fn other_flush_failure_is_unavailable() {
+        let error = Error::from(StoreError::Flush("Input/output error".to_owned()));
+        assert!(matches!(error, Error::Unavailable(_)), "{error:?}");
     }
 }

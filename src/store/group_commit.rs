@@ -13,15 +13,16 @@ use tokio::sync::{Notify, watch};
 
 use super::StoreError;
 
-/// Blocking operation that makes every write applied so far durable.
-pub(super) type FlushFn = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+/// Blocking operation that makes every write applied so far durable. It fails with
+/// [`StoreError::NoSpace`] when the disk is full and [`StoreError::Flush`] otherwise.
+pub(super) type FlushFn = Arc<dyn Fn() -> Result<(), StoreError> + Send + Sync>;
 
 #[derive(Debug, Clone, Default)]
 struct Completed {
     /// Number of the last finished flush; flushes are numbered from 1.
     generation: u64,
     /// Error of that flush, if it failed.
-    error: Option<String>,
+    error: Option<StoreError>,
     /// Flag set when the flusher stops. Waiters that the last flush did not cover then get
     /// `Closed`.
     flusher_stopped: bool,
@@ -61,7 +62,7 @@ impl GroupCommit {
                 if state.generation >= target {
                     return match &state.error {
                         None => Ok(()),
-                        Some(error) => Err(StoreError::Flush(error.clone())),
+                        Some(error) => Err(error.clone()),
                     };
                 }
                 if state.flusher_stopped {
@@ -81,6 +82,11 @@ impl GroupCommit {
 
     pub(super) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::SeqCst)
+    }
+
+    /// Returns the error of the last finished flush, if it failed.
+    pub(super) fn last_flush_error(&self) -> Option<StoreError> {
+        self.completed.borrow().error.clone()
     }
 
     /// Ends the flusher task once it is idle. The task drops the flush function, and with
@@ -104,7 +110,7 @@ async fn run_flusher(commit: Arc<GroupCommit>, flush: FlushFn) {
         let error = match tokio::task::spawn_blocking(move || flush()).await {
             Ok(Ok(())) => None,
             Ok(Err(error)) => Some(error),
-            Err(join_error) => Some(format!("flush task failed: {join_error}")),
+            Err(join_error) => Some(StoreError::Flush(format!("flush task failed: {join_error}"))),
         };
         if let Some(error) = &error {
             tracing::error!(generation, %error, "flush failed; writes waiting on it are not acknowledged");
@@ -146,9 +152,17 @@ mod tests {
 
     #[tokio::test]
     async fn failed_flush_is_reported_to_its_waiters() {
-        let commit = GroupCommit::start(Arc::new(|| Err("disk on fire".to_owned())));
+        let commit = GroupCommit::start(Arc::new(|| Err(StoreError::Flush("disk on fire".to_owned()))));
         let error = commit.wait_durable().await.unwrap_err();
         assert!(matches!(error, StoreError::Flush(ref message) if message == "disk on fire"));
+        assert!(matches!(commit.last_flush_error(), Some(StoreError::Flush(_))));
+    }
+
+    #[tokio::test]
+    async fn full_disk_flush_keeps_its_kind() {
+        let commit = GroupCommit::start(Arc::new(|| Err(StoreError::NoSpace("ENOSPC".to_owned()))));
+        let error = commit.wait_durable().await.unwrap_err();
+        assert!(matches!(error, StoreError::NoSpace(ref message) if message == "ENOSPC"), "{error}");
     }
 
     #[tokio::test]
@@ -159,7 +173,7 @@ mod tests {
         let counter = Arc::clone(&flushes);
         let commit = GroupCommit::start(Arc::new(move || {
             counter.fetch_add(1, Ordering::SeqCst);
-            release_receiver.lock().unwrap().recv().map_err(|error| error.to_string())
+            release_receiver.lock().unwrap().recv().map_err(|error| StoreError::Flush(error.to_string()))
         }));
 
         // The first waiter starts flush 1 and blocks inside it.

@@ -4,6 +4,7 @@
 //! change is durable, and every multi-key change is atomic.
 
 mod backend;
+mod disk_space;
 mod group_commit;
 pub mod postgres;
 mod record;
@@ -19,7 +20,7 @@ pub use postgres::{DatabaseUrl, PostgresStore, PostgresStoreOptions};
 pub use sled_store::{SledStore, SledStoreOptions};
 
 /// Failure of a store operation.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The stored revision differs from the expected one (another write came first), or a
     /// uniqueness rule would break. The text names the record.

@@ -30,6 +30,7 @@ use sled::{
 
 use super::{
     Batch, Inserted, Store, StoreError, Versioned,
+    disk_space::{DiskSpaceReserve, is_no_space},
     group_commit::GroupCommit,
     record::{
         decode_connector, decode_credential, decode_request_id, decode_sync, encode_connector,
@@ -43,11 +44,23 @@ pub struct SledStoreOptions {
     pub path: PathBuf,
     /// Size of sled's page cache in bytes.
     pub cache_capacity_bytes: u64,
+    /// Writes fail with [`StoreError::NoSpace`] while fewer bytes than this are free on the
+    /// data directory's file system; 0 turns the check off.
+    pub min_free_disk_bytes: u64,
+    /// UNSAFE, for tests only: acknowledge writes without waiting for a flush and turn off
+    /// sled's periodic flush, so a crash loses acknowledged writes. Crash tests use it to
+    /// show that their check detects lost writes.
+    pub unsafe_skip_flush_for_tests: bool,
 }
 
 impl SledStoreOptions {
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        Self { path: path.into(), cache_capacity_bytes: 256 * 1024 * 1024 }
+        Self {
+            path: path.into(),
+            cache_capacity_bytes: 256 * 1024 * 1024,
+            min_free_disk_bytes: 0,
+            unsafe_skip_flush_for_tests: false,
+        }
     }
 }
 
@@ -71,6 +84,8 @@ pub struct SledStore {
     credentials: sled::Tree,
     credential_clients: sled::Tree,
     commit: Arc<GroupCommit>,
+    disk_space: DiskSpaceReserve,
+    skip_flush: bool,
 }
 
 impl SledStore {
@@ -80,11 +95,22 @@ impl SledStore {
     pub fn open(options: &SledStoreOptions) -> Result<Self, OpenError> {
         let open_error = |reason: String| OpenError { path: options.path.clone(), reason };
 
+        let periodic_flush_ms = if options.unsafe_skip_flush_for_tests {
+            tracing::warn!("UNSAFE test mode: writes are acknowledged before they are durable");
+            None
+        } else {
+            Some(500)
+        };
+        // sled recovers a data file it cannot parse as an empty database, so a directory
+        // that existed before must carry the marker that the first open wrote.
+        let existed = options.path.join("conf").exists();
         let db = sled::Config::new()
             .path(&options.path)
             .cache_capacity(options.cache_capacity_bytes)
+            .flush_every_ms(periodic_flush_ms)
             .open()
             .map_err(|error| open_error(describe_open_error(&error)))?;
+        check_format_marker(&db, existed).map_err(open_error)?;
         let open_tree = |name: &str| {
             db.open_tree(name).map_err(|error| open_error(format!("cannot open tree {name}: {error}")))
         };
@@ -115,14 +141,24 @@ impl SledStore {
             credentials,
             credential_clients,
             commit,
+            disk_space: DiskSpaceReserve::new(options.path.clone(), options.min_free_disk_bytes),
+            skip_flush: options.unsafe_skip_flush_for_tests,
         })
     }
 
+    /// Checks the preconditions of a write: the store is open and the disk has room.
     fn ensure_open(&self) -> Result<(), StoreError> {
         if self.commit.is_closed() {
             return Err(StoreError::Closed);
         }
-        Ok(())
+        self.disk_space.check()
+    }
+
+    async fn wait_durable(&self) -> Result<(), StoreError> {
+        if self.skip_flush {
+            return Ok(());
+        }
+        self.commit.wait_durable().await
     }
 
     fn read_connector(&self, key: &[u8]) -> Result<Option<Connector>, StoreError> {
@@ -252,11 +288,47 @@ fn check_revision(
 /// Flushes sled's log, then fsyncs the data file: sled's own flush uses `sync_file_range`
 /// on Linux, which does not reach the device cache, so without the fsync a power loss could
 /// undo acknowledged writes.
-fn flush_durably(db: &sled::Db, data_file: &Path) -> Result<(), String> {
-    db.flush().map_err(|error| error.to_string())?;
-    let file = std::fs::File::open(data_file)
-        .map_err(|error| format!("cannot open {} for fsync: {error}", data_file.display()))?;
-    file.sync_data().map_err(|error| format!("fsync of {} failed: {error}", data_file.display()))
+fn flush_durably(db: &sled::Db, data_file: &Path) -> Result<(), StoreError> {
+    db.flush().map_err(|error| match error {
+        sled::Error::Io(io) if is_no_space(&io) => StoreError::NoSpace(io.to_string()),
+        other => StoreError::Flush(other.to_string()),
+    })?;
+    let io_error = |action: &str, error: std::io::Error| {
+        let message = format!("{action} {} failed: {error}", data_file.display());
+        if is_no_space(&error) { StoreError::NoSpace(message) } else { StoreError::Flush(message) }
+    };
+    let file = std::fs::File::open(data_file).map_err(|error| io_error("opening for fsync", error))?;
+    file.sync_data().map_err(|error| io_error("fsync of", error))
+}
+
+/// Key in sled's default tree that names the layout version of the data directory.
+const FORMAT_MARKER_KEY: &[u8] = b"connectord.format";
+/// Layout version written by this build.
+const FORMAT_VERSION: u8 = 1;
+
+/// Writes the format marker into a new database, or checks it in an existing one.
+fn check_format_marker(db: &sled::Db, existed: bool) -> Result<(), String> {
+    let marker = db.get(FORMAT_MARKER_KEY).map_err(|error| describe_open_error(&error))?;
+    match marker.as_deref() {
+        Some([version]) if *version == FORMAT_VERSION => Ok(()),
+        Some([version]) if *version > FORMAT_VERSION => Err(format!(
+            "the data was written by a newer connectord (layout version {version}, this build reads {FORMAT_VERSION})"
+        )),
+        Some(other) => Err(format!("the format marker is corrupt ({} bytes); restore the directory from a backup", other.len())),
+        // NOTE: a crash between sled creating the directory and the flush below leaves a
+        // new, empty directory without a marker, which the next start refuses like a
+        // corrupt one; removing that directory fixes it.
+        None if existed => Err(
+            "the database file is corrupt or was not written by connectord: its format marker is missing. \
+             Restore the directory from a backup, or remove it to start with no data"
+                .to_owned(),
+        ),
+        None => {
+            db.insert(FORMAT_MARKER_KEY, &[FORMAT_VERSION]).map_err(|error| describe_open_error(&error))?;
+            db.flush().map_err(|error| describe_open_error(&error))?;
+            Ok(())
+        }
+    }
 }
 
 fn describe_open_error(error: &sled::Error) -> String {
@@ -276,7 +348,7 @@ fn describe_open_error(error: &sled::Error) -> String {
 
 fn backend_error(error: sled::Error) -> StoreError {
     match error {
-        sled::Error::Io(io) if io.kind() == std::io::ErrorKind::StorageFull => {
+        sled::Error::Io(io) if is_no_space(&io) => {
             StoreError::NoSpace(io.to_string())
         }
         other => StoreError::Backend(other.to_string()),
@@ -345,7 +417,7 @@ impl Store for SledStore {
             .map_err(transaction_error)?;
 
         // A replay waits too: the first insert may still be waiting for its own flush.
-        self.commit.wait_durable().await?;
+        self.wait_durable().await?;
         Ok(outcome)
     }
 
@@ -379,8 +451,8 @@ impl Store for SledStore {
             return Ok(page);
         }
 
-        // The limit counts the connectors kept, not the entries read, because the registry
-        // takes a short page for the end of the list.
+        // Reads past `limit` index entries when some are skipped: a short page would tell
+        // the caller that the list has ended although live connectors follow.
         for entry in self.live_connectors.range(range) {
             if page.len() == limit {
                 break;
@@ -430,7 +502,7 @@ impl Store for SledStore {
             })
             .map_err(transaction_error)?;
 
-        self.commit.wait_durable().await
+        self.wait_durable().await
     }
 
     async fn get_sync(&self, key: &ConnectorKey, sync_id: &str) -> Result<Option<SyncRun>, StoreError> {
@@ -530,7 +602,7 @@ impl Store for SledStore {
     #[tracing::instrument(name = "store.purge_request_ids", skip(self))]
     async fn purge_request_ids(&self, cutoff: DateTime<Utc>) -> Result<usize, StoreError> {
         self.ensure_open()?;
-        // NOTE: this scans every recorded request id; fine at an hourly cadence for millions
+        // NOTE: this scans every recorded request id. That is fine once an hour for millions
         // of entries, but a time-ordered index would make it proportional to what expires.
         let mut removed = 0;
         for entry in self.request_ids.iter() {
@@ -549,7 +621,7 @@ impl Store for SledStore {
             }
         }
         if removed > 0 {
-            self.commit.wait_durable().await?;
+            self.wait_durable().await?;
         }
         Ok(removed)
     }
@@ -559,6 +631,71 @@ impl Store for SledStore {
         let result = self.commit.wait_durable().await;
         self.commit.stop_flusher();
         result
+    }
+
+    /// Fails while the disk is below its reserve, or while the last flush failed. After a
+    /// failed log write, sled 0.34.7 rejects every write until the database is opened again.
+    fn check_writable(&self) -> Result<(), StoreError> {
+        self.disk_space.check()?;
+        match self.commit.last_flush_error() {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+
+    use super::*;
+    use crate::domain::ConnectorStatus;
+
+    fn connector(id: &str) -> Connector {
+        let now = Utc::now();
+        Connector {
+            id: id.to_owned(),
+            app_id: "app".to_owned(),
+            catalog_id: "catalog".to_owned(),
+            display_name: id.to_owned(),
+            description: String::new(),
+            user_ids: Vec::new(),
+            config: None,
+            status: ConnectorStatus::default(),
+            oauth_authorized_as: None,
+            download_url: String::new(),
+            created_at: now,
+            updated_at: now,
+            deleted_at: None,
+            sync_resource_type_ids: None,
+            profile_allow_list: Vec::new(),
+            profile_ignore_list: Vec::new(),
+            disable_check_bad_sync: false,
+            can_resume_sync: false,
+            sync_disabled: None,
+            schedule: None,
+            secret_salt: Vec::new(),
+            revision: 1,
+        }
+    }
+
+    /// A delete that lands between the index read and the record read of a list must not
+    /// shorten the page, because a short page ends the caller's walk.
+    #[tokio::test]
+    async fn list_page_stays_full_past_concurrent_delete() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = SledStore::open(&SledStoreOptions::new(directory.path())).unwrap();
+        for id in ["a", "b", "c"] {
+            store.insert_connector(&connector(id), None).await.unwrap();
+        }
+        // The record of b is deleted while its index entry is still there. A list reads this
+        // state when the delete commits between its index read and its record read.
+        let deleted = Connector { deleted_at: Some(Utc::now()), revision: 2, ..connector("b") };
+        store.connectors.insert(scoped_key("app", "b"), encode_connector(&deleted)).unwrap();
+
+        let page = store.list_connectors("app", None, 2, false).await.unwrap();
+        let ids: Vec<&str> = page.iter().map(|connector| connector.id.as_str()).collect();
+        assert_eq!(ids, ["a", "c"]);
     }
 }
 

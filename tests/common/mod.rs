@@ -3,6 +3,7 @@
 
 // Each test file compiles this module on its own and uses only part of it.
 #![allow(dead_code)]
+pub mod lifecycle;
 
 use std::{
     net::SocketAddr,
@@ -112,6 +113,11 @@ impl TestServer {
     }
 }
 
+/// Connects without TLS, returning the error instead of panicking.
+pub async fn connect_channel_result(addr: SocketAddr) -> Result<Channel, tonic::transport::Error> {
+    Channel::from_shared(format!("http://{addr}")).expect("valid endpoint URI").connect().await
+}
+
 pub async fn connect_channel(addr: SocketAddr) -> Channel {
     Channel::from_shared(format!("http://{addr}"))
         .expect("valid endpoint URI")
@@ -186,6 +192,11 @@ impl ChildServer {
     /// Sends SIGTERM, which starts a graceful shutdown.
     pub fn terminate(&self) {
         self.send_signal(libc::SIGTERM);
+    }
+
+    /// Sends SIGHUP, which makes the server reload its tokens file.
+    pub fn hangup(&self) {
+        self.send_signal(libc::SIGHUP);
     }
 
     /// Sends SIGKILL, which ends the process without any cleanup.

@@ -1,0 +1,223 @@
+//! Prepares a parsed JSON request body for prost-reflect's canonical proto3 JSON decoder.
+//!
+//! prost-reflect accepts a `google.protobuf.FieldMask` only as one string of lowerCamel
+//! paths, while clients of this API also send snake_case paths, a list of paths, or the
+//! `{"paths": [...]}` object. The walk here rewrites every FieldMask it finds to the
+//! canonical string, and removes fields that the message type does not define so they are
+//! ignored (as grpc-gateway does) and can be logged.
+
+use prost_reflect::{FieldDescriptor, Kind, MessageDescriptor};
+use serde_json::{Map, Value};
+
+const FIELD_MASK: &str = "google.protobuf.FieldMask";
+const ANY: &str = "google.protobuf.Any";
+
+/// Rewrites FieldMask values of `value`, a JSON object for `descriptor`, into canonical form
+/// and removes unknown fields. Returns the dotted JSON paths of the removed fields.
+pub fn prepare_message(descriptor: &MessageDescriptor, value: &mut Value) -> Vec<String> {
+    let mut unknown = Vec::new();
+    walk_message(descriptor, value, "", &mut unknown);
+    unknown
+}
+
+/// Converts a FieldMask in any accepted JSON form (a comma-separated string, a list of
+/// strings, or `{"paths": [...]}`, with snake_case or lowerCamel paths) to the canonical
+/// comma-separated lowerCamel string. Other values are left for the decoder to reject.
+pub fn normalize_field_mask(value: &mut Value) {
+    let paths = match &*value {
+        Value::String(text) => Some(text.split(',').collect()),
+        Value::Array(items) => string_items(items),
+        Value::Object(object) if object.len() == 1 => match object.get("paths") {
+            Some(Value::Array(items)) => string_items(items),
+            _ => None,
+        },
+        _ => None,
+    };
+    if let Some(paths) = paths {
+        let text = field_mask_text(paths);
+        *value = Value::String(text);
+    }
+}
+
+fn string_items(items: &[Value]) -> Option<Vec<&str>> {
+    items.iter().map(Value::as_str).collect()
+}
+
+/// Joins FieldMask paths into the canonical string, converting each segment to lowerCamel.
+pub fn field_mask_text<'a>(paths: impl IntoIterator<Item = &'a str>) -> String {
+    paths
+        .into_iter()
+        .map(str::trim)
+        .filter(|path| !path.is_empty())
+        .map(|path| path.split('.').map(lower_camel_case).collect::<Vec<_>>().join("."))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Converts `sync_resource_type_ids` to `syncResourceTypeIds`; lowerCamel input is kept.
+///
+/// NOTE: prost-reflect turns the result back into snake_case by putting `_` before each
+/// capital letter, so a proto field name with `_` before a digit (`field_1`) does not
+/// survive the round trip. No field of connectord's API has such a name.
+fn lower_camel_case(segment: &str) -> String {
+    let mut camel = String::with_capacity(segment.len());
+    let mut capitalize_next = false;
+    for character in segment.chars() {
+        if character == '_' {
+            capitalize_next = true;
+        } else if capitalize_next {
+            camel.push(character.to_ascii_uppercase());
+            capitalize_next = false;
+        } else {
+            camel.push(character);
+        }
+    }
+    camel
+}
+
+/// Finds a field by its JSON name or its proto name; proto3 JSON parsers accept both.
+pub fn find_field(descriptor: &MessageDescriptor, name: &str) -> Option<FieldDescriptor> {
+    descriptor.get_field_by_json_name(name).or_else(|| descriptor.get_field_by_name(name))
+}
+
+fn walk_message(descriptor: &MessageDescriptor, value: &mut Value, path: &str, unknown: &mut Vec<String>) {
+    match descriptor.full_name() {
+        FIELD_MASK => return normalize_field_mask(value),
+        ANY => return walk_any(descriptor, value, path, unknown),
+        // The other well-known types have their own JSON forms, without message fields.
+        name if name.starts_with("google.protobuf.") && name != "google.protobuf.Empty" => return,
+        _ => {}
+    }
+    if let Value::Object(object) = value {
+        walk_fields(descriptor, object, path, unknown, &[]);
+    }
+}
+
+/// Walks the payload of an Any whose `@type` names a type in the pool. An unknown type is
+/// left for the decoder, which reports it.
+fn walk_any(any: &MessageDescriptor, value: &mut Value, path: &str, unknown: &mut Vec<String>) {
+    let Value::Object(object) = value else {
+        return;
+    };
+    let Some(type_name) = object.get("@type").and_then(Value::as_str).and_then(|url| url.rsplit('/').next()) else {
+        return;
+    };
+    let Some(payload_type) = any.parent_pool().get_message_by_name(type_name) else {
+        return;
+    };
+    if payload_type.full_name().starts_with("google.protobuf.") && payload_type.full_name() != "google.protobuf.Empty" {
+        if let Some(payload) = object.get_mut("value") {
+            walk_message(&payload_type, payload, path, unknown);
+        }
+        return;
+    }
+    walk_fields(&payload_type, object, path, unknown, &["@type"]);
+}
+
+fn walk_fields(
+    descriptor: &MessageDescriptor,
+    object: &mut Map<String, Value>,
+    path: &str,
+    unknown: &mut Vec<String>,
+    reserved_keys: &[&str],
+) {
+    let mut removed = Vec::new();
+    for (key, value) in object.iter_mut() {
+        // `[full.name]` keys set extension fields, which the decoder resolves itself.
+        if reserved_keys.contains(&key.as_str()) || key.starts_with('[') {
+            continue;
+        }
+        let field_path = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+        let Some(field) = find_field(descriptor, key) else {
+            removed.push(key.clone());
+            unknown.push(field_path);
+            continue;
+        };
+        walk_field_value(&field, value, &field_path, unknown);
+    }
+    for key in removed {
+        object.remove(&key);
+    }
+}
+
+fn walk_field_value(field: &FieldDescriptor, value: &mut Value, path: &str, unknown: &mut Vec<String>) {
+    if field.is_map() {
+        let Kind::Message(entry) = field.kind() else {
+            return;
+        };
+        let Kind::Message(value_type) = entry.map_entry_value_field().kind() else {
+            return;
+        };
+        if let Value::Object(entries) = value {
+            for (key, entry_value) in entries.iter_mut() {
+                walk_message(&value_type, entry_value, &format!("{path}.{key}"), unknown);
+            }
+        }
+        return;
+    }
+    let Kind::Message(message_type) = field.kind() else {
+        return;
+    };
+    match value {
+        Value::Array(items) if field.is_list() => {
+            for (index, item) in items.iter_mut().enumerate() {
+                walk_message(&message_type, item, &format!("{path}[{index}]"), unknown);
+            }
+        }
+        _ => walk_message(&message_type, value, path, unknown),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prost_reflect::DescriptorPool;
+    use serde_json::json;
+
+    use super::*;
+    use crate::pb;
+
+    fn message(name: &str) -> MessageDescriptor {
+        DescriptorPool::decode(pb::FILE_DESCRIPTOR_SET).unwrap().get_message_by_name(name).unwrap()
+    }
+
+    #[test]
+    fn masks_in_every_form_become_lower_camel_strings() {
+        let forms = [
+            json!("display_name,user_ids"),
+            json!("displayName, userIds"),
+            json!(["display_name", "userIds"]),
+            json!({"paths": ["display_name", "user_ids"]}),
+        ];
+        for mut form in forms {
+            normalize_field_mask(&mut form);
+            assert_eq!(form, json!("displayName,userIds"));
+        }
+        let mut nested = json!("sync_config.sync_resource_type_ids");
+        normalize_field_mask(&mut nested);
+        assert_eq!(nested, json!("syncConfig.syncResourceTypeIds"));
+    }
+
+    #[test]
+    fn unknown_fields_are_removed_and_reported() {
+        let descriptor = message("connectord.v1.ConnectorServiceUpdateRequest");
+        let mut body = json!({
+            "connector": {"displayName": "x", "colour": "red", "syncConfig": {"extra": 1}},
+            "update_mask": "display_name",
+            "trace": true
+        });
+        let unknown = prepare_message(&descriptor, &mut body);
+        assert_eq!(unknown, ["connector.colour", "connector.syncConfig.extra", "trace"]);
+        assert_eq!(body, json!({"connector": {"displayName": "x", "syncConfig": {}}, "update_mask": "displayName"}));
+    }
+
+    #[test]
+    fn any_payloads_are_walked_by_their_type() {
+        let descriptor = message("connectord.v1.ConnectorServiceCreateRequest");
+        let mut body = json!({
+            "config": {"@type": "type.googleapis.com/connectord.v1.SyncConfig", "syncResourceTypeIds": ["a"], "x": 1},
+            "expandMask": {"paths": []}
+        });
+        let unknown = prepare_message(&descriptor, &mut body);
+        assert_eq!(unknown, ["config.x"]);
+    }
+}

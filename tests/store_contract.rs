@@ -1,6 +1,7 @@
 //! One contract for every [`Store`] backend: each test below runs against sled always and
 //! against PostgreSQL when `CONNECTORD_TEST_POSTGRES_URL` is set (see `common/postgres.rs`).
 
+#[allow(dead_code)]
 #[path = "common/postgres.rs"]
 mod test_database;
 

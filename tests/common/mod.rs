@@ -4,6 +4,7 @@
 // Each test file compiles this module on its own and uses only part of it.
 #![allow(dead_code)]
 pub mod lifecycle;
+pub mod postgres;
 
 use std::{
     net::SocketAddr,
@@ -61,12 +62,30 @@ impl TestServer {
 
     /// Starts a server on a new temporary data directory after `configure` has adjusted
     /// the options (descriptor sets, config size limit).
+    /// Inside [`on_postgres`] the server keeps its data in a new PostgreSQL schema instead.
     pub async fn start_with(configure: impl FnOnce(&mut ServeOptions)) -> Self {
         let data_dir = TempDir::new().expect("create a temporary data directory");
         let mut options = ServeOptions::new(data_dir.path());
         options.shutdown_grace = TEST_SHUTDOWN_GRACE;
+        options.postgres = postgres::scoped_store_options().await;
         configure(&mut options);
         Self::spawn(data_dir, options).await
+    }
+
+    /// Starts `count` servers that share one new PostgreSQL schema, as replicas behind a
+    /// load balancer would. Must run inside [`on_postgres`].
+    pub async fn start_replicas(count: usize, configure: impl Fn(&mut ServeOptions)) -> Vec<Self> {
+        let store = postgres::scoped_store_options().await.expect("start_replicas runs inside on_postgres");
+        let mut servers = Vec::with_capacity(count);
+        for _ in 0..count {
+            let data_dir = TempDir::new().expect("create a temporary data directory");
+            let mut options = ServeOptions::new(data_dir.path());
+            options.shutdown_grace = TEST_SHUTDOWN_GRACE;
+            options.postgres = Some(store.clone());
+            configure(&mut options);
+            servers.push(Self::spawn(data_dir, options).await);
+        }
+        servers
     }
 
     /// Binds before spawning, so the address accepts connections as soon as this returns.

@@ -3,8 +3,17 @@
 //!
 //! Each [`TestDatabase`] creates a schema with a random name and hands out a URL whose
 //! `search_path` points into it; dropping the value drops the schema and every table in it.
+//!
+//! [`both_backends!`](crate::both_backends) runs service-level tests twice: once on sled
+//! and once inside [`on_postgres`], where every server that the test starts gets a schema
+//! of its own, dropped when the test ends.
 
-use std::{io::Write, sync::Once, time::Duration};
+use std::{
+    future::Future,
+    io::Write,
+    sync::{Arc, Mutex, Once},
+    time::Duration,
+};
 
 use connectord::store::{DatabaseUrl, PostgresStoreOptions};
 use tokio_postgres::NoTls;
@@ -60,7 +69,6 @@ impl TestDatabase {
         options.pool_size = 8;
         options
     }
-
 }
 
 impl Drop for TestDatabase {
@@ -98,4 +106,72 @@ async fn run_admin(admin_url: &str, sql: &str) {
         let _ = connection.await;
     };
     tokio::time::timeout(ADMIN_TIMEOUT, work).await.unwrap_or_else(|_| panic!("{sql} timed out"));
+}
+
+/// The schemas created for the servers of one test, dropped together when it ends.
+#[derive(Default)]
+struct PostgresScope {
+    databases: Mutex<Vec<TestDatabase>>,
+}
+
+tokio::task_local! {
+    static POSTGRES_SCOPE: Arc<PostgresScope>;
+}
+
+/// Runs `test` with PostgreSQL as the store of every server it starts, then drops their
+/// schemas. Prints a notice and returns at once when no test database is configured.
+pub async fn on_postgres(test: impl Future<Output = ()>) {
+    if TestDatabase::admin_url().is_none() {
+        return;
+    }
+    let scope = Arc::new(PostgresScope::default());
+    POSTGRES_SCOPE.scope(Arc::clone(&scope), test).await;
+    let databases = std::mem::take(&mut *scope.databases.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+    assert!(!databases.is_empty(), "the test started no server, so nothing ran on PostgreSQL");
+    drop(databases);
+}
+
+/// Returns whether the calling test runs inside [`on_postgres`].
+pub fn in_postgres_scope() -> bool {
+    POSTGRES_SCOPE.try_with(|_| ()).is_ok()
+}
+
+/// Creates a schema for one more server when the calling test runs inside
+/// [`on_postgres`], and returns its store options; `None` outside it.
+pub async fn scoped_store_options() -> Option<PostgresStoreOptions> {
+    let scope = POSTGRES_SCOPE.try_with(Arc::clone).ok()?;
+    let database = TestDatabase::create().await.expect("on_postgres checked that a test database is configured");
+    let mut options = database.store_options();
+    // Several servers may share one schema and tests run in parallel, so each pool stays
+    // small against the test server's connection limit.
+    options.pool_size = 4;
+    scope.databases.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(database);
+    Some(options)
+}
+
+/// Generates two tests for each listed async test function: `sled::NAME` and
+/// `postgres::NAME`. The second runs the function inside [`on_postgres`] and passes
+/// without running it when `CONNECTORD_TEST_POSTGRES_URL` is unset. Arguments in
+/// parentheses after a name go to `#[tokio::test]`, such as `flavor = "multi_thread"`.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident $(($($arguments:tt)*))?),+ $(,)?) => {
+        mod sled {
+            $(
+                #[tokio::test $(($($arguments)*))?]
+                async fn $name() {
+                    super::$name().await;
+                }
+            )+
+        }
+
+        mod postgres {
+            $(
+                #[tokio::test $(($($arguments)*))?]
+                async fn $name() {
+                    $crate::common::postgres::on_postgres(super::$name()).await;
+                }
+            )+
+        }
+    };
 }

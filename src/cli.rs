@@ -186,6 +186,13 @@ pub struct ServeArgs {
     #[arg(long, env = "CONNECTORD_SYNC_LEASE", default_value = "5m", value_parser = humantime::parse_duration)]
     pub sync_lease: Duration,
 
+    /// How long one replica keeps running lease expiry and the scheduler after its last
+    /// renewal, such as 10s. Replicas on one PostgreSQL database take turns; when the one
+    /// running them stops, another takes over within this time. Renewed every second, so
+    /// it must be longer than 1s.
+    #[arg(long, env = "CONNECTORD_TIMER_LEASE", default_value = "10s", value_parser = parse_timer_lease)]
+    pub timer_lease: Duration,
+
     /// API tokens file (one JSON object per line, written by `connectord token create`);
     /// reloaded on SIGHUP. Without it, only a loopback address may be used.
     #[arg(long, env = "CONNECTORD_TOKENS_FILE")]
@@ -232,6 +239,14 @@ fn parse_cors_origin(origin: &str) -> Result<String, crate::gateway::OriginError
     crate::gateway::parse_origin(origin).map(|_| origin.to_owned())
 }
 
+fn parse_timer_lease(value: &str) -> Result<Duration, String> {
+    let lease = humantime::parse_duration(value).map_err(|error| error.to_string())?;
+    if lease <= crate::domain::lifecycle::TIMER_INTERVAL {
+        return Err(format!("must be longer than the renewal interval of {:?}", crate::domain::lifecycle::TIMER_INTERVAL));
+    }
+    Ok(lease)
+}
+
 fn parse_positive(value: &str) -> Result<usize, String> {
     match value.parse::<usize>() {
         Ok(0) => Err("must be at least 1".to_owned()),
@@ -265,6 +280,7 @@ impl ServeArgs {
             unsafe_skip_flush_for_tests: self.unsafe_skip_flush_for_tests,
             credential_rotation_grace: self.credential_rotation_grace,
             sync_lease: self.sync_lease,
+            timer_lease: self.timer_lease,
             tokens_file: self.tokens_file.clone(),
             insecure_no_auth: self.insecure_no_auth,
             reflection_requires_auth: self.reflection_requires_auth,
@@ -312,6 +328,14 @@ mod tests {
         assert_eq!(from_flags.connection_limits.handshake_timeout, Duration::from_secs(10));
         assert_eq!(from_flags.admission, from_library.admission);
         assert_eq!(from_flags.min_free_disk_bytes, from_library.min_free_disk_bytes);
+    }
+
+    #[test]
+    fn timer_lease_must_outlast_renewal() {
+        let cli = Cli::try_parse_from(["connectord", "--timer-lease", "3s"]).unwrap();
+        assert_eq!(cli.into_serve_args().serve_options().timer_lease, Duration::from_secs(3));
+        let error = Cli::try_parse_from(["connectord", "--timer-lease", "1s"]).unwrap_err();
+        assert!(error.to_string().contains("longer than the renewal interval"), "{error}");
     }
 
     #[test]

@@ -94,6 +94,9 @@ pub struct ServeOptions {
     pub credential_rotation_grace: Duration,
     /// How long a claimed sync stays with its worker without a heartbeat.
     pub sync_lease: Duration,
+    /// How long a replica keeps running lease expiry and the scheduler after its last
+    /// renewal; see [`LifecycleOptions::timer_lease`].
+    pub timer_lease: Duration,
     /// API tokens; `None` serves without authentication, which only a loopback listener
     /// or `insecure_no_auth` allows.
     pub tokens_file: Option<PathBuf>,
@@ -121,6 +124,7 @@ impl ServeOptions {
             unsafe_skip_flush_for_tests: false,
             credential_rotation_grace: DEFAULT_CREDENTIAL_ROTATION_GRACE,
             sync_lease: LifecycleOptions::default().sync_lease,
+            timer_lease: LifecycleOptions::default().timer_lease,
             tokens_file: None,
             insecure_no_auth: false,
             reflection_requires_auth: false,
@@ -208,6 +212,11 @@ impl ServicesBuilder {
         self
     }
 
+    pub fn timer_lease(mut self, lease: Duration) -> Self {
+        self.lifecycle_options.timer_lease = lease;
+        self
+    }
+
     pub fn build(self) -> Result<Services, ServerError> {
         let descriptor_pool = self.config_types.pool().clone();
         let config_types = Arc::new(self.config_types);
@@ -290,6 +299,7 @@ pub async fn run(
         .max_config_bytes(options.max_config_bytes)
         .credential_rotation_grace(options.credential_rotation_grace)
         .sync_lease(options.sync_lease)
+        .timer_lease(options.timer_lease)
         .secret_struct_keys(options.secret_struct_keys.clone());
     for path in &options.descriptor_sets {
         let encoded = std::fs::read(path)

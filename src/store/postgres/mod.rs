@@ -351,6 +351,28 @@ impl Store for PostgresStore {
         self.ensure_open()?;
         self.reachability.check()
     }
+
+    /// Takes the lease when it is free, expired or already ours, in one statement, so two
+    /// replicas never both get it. The database clock decides expiry.
+    async fn acquire_lease(&self, name: &str, holder: &str, duration: Duration) -> Result<bool, StoreError> {
+        self.ensure_open()?;
+        let duration_ms = i64::try_from(duration.as_millis()).unwrap_or(i64::MAX);
+        self.guarded(async {
+            let client = self.client().await?;
+            let statement = client
+                .prepare_cached(
+                    "INSERT INTO leases (name, holder, expires_at)
+                     VALUES ($1, $2, clock_timestamp() + $3::bigint * interval '1 millisecond')
+                     ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at
+                     WHERE leases.holder = EXCLUDED.holder OR leases.expires_at <= clock_timestamp()",
+                )
+                .await
+                .map_err(errors::driver)?;
+            let written = client.execute(&statement, &[&name, &holder, &duration_ms]).await.map_err(errors::driver)?;
+            Ok(written == 1)
+        })
+        .await
+    }
 }
 
 impl Drop for PostgresStore {

@@ -14,11 +14,10 @@ struct Migration {
     sql: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "create tables",
-    sql: include_str!("migrations/0001_create_tables.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "create tables", sql: include_str!("migrations/0001_create_tables.sql") },
+    Migration { version: 2, name: "create leases", sql: include_str!("migrations/0002_create_leases.sql") },
+];
 
 /// Key of the transaction-scoped advisory lock held while migrating: the bytes of
 /// "connecto" read as a big-endian integer.

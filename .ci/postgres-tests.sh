@@ -24,6 +24,7 @@ postgres_test_binaries=(
     sync_schedule
     etag_and_request_id
     soft_delete
+    postgres_replicas
 )
 
 # shellcheck source=.ci/postgres.sh

@@ -74,18 +74,25 @@ impl TestServer {
 
     /// Starts `count` servers that share one new PostgreSQL schema, as replicas behind a
     /// load balancer would. Must run inside [`on_postgres`].
-    pub async fn start_replicas(count: usize, configure: impl Fn(&mut ServeOptions)) -> Vec<Self> {
-        let store = postgres::scoped_store_options().await.expect("start_replicas runs inside on_postgres");
+    pub async fn start_replicas(count: usize, configure: impl FnOnce(&mut ServeOptions)) -> Vec<Self> {
+        assert!(postgres::in_postgres_scope(), "start_replicas runs inside on_postgres");
+        let first = Self::start_with(configure).await;
         let mut servers = Vec::with_capacity(count);
-        for _ in 0..count {
-            let data_dir = TempDir::new().expect("create a temporary data directory");
-            let mut options = ServeOptions::new(data_dir.path());
-            options.shutdown_grace = TEST_SHUTDOWN_GRACE;
-            options.postgres = Some(store.clone());
-            configure(&mut options);
-            servers.push(Self::spawn(data_dir, options).await);
+        for _ in 1..count {
+            servers.push(first.start_replica().await);
         }
+        servers.insert(0, first);
         servers
+    }
+
+    /// Starts another server with this one's options and PostgreSQL schema, on a new data
+    /// directory.
+    pub async fn start_replica(&self) -> Self {
+        assert!(self.options.postgres.is_some(), "only a server on PostgreSQL can have replicas");
+        let data_dir = TempDir::new().expect("create a temporary data directory");
+        let mut options = self.options.clone();
+        options.data_dir = data_dir.path().to_path_buf();
+        Self::spawn(data_dir, options).await
     }
 
     /// Binds before spawning, so the address accepts connections as soon as this returns.

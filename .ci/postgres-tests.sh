@@ -25,6 +25,7 @@ postgres_test_binaries=(
     etag_and_request_id
     soft_delete
     postgres_replicas
+    postgres_outage
 )
 
 # shellcheck source=.ci/postgres.sh

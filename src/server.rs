@@ -328,7 +328,8 @@ pub async fn run(
     health.set_serving::<ConnectorSyncServiceServer<SyncWorkerApi>>().await;
 
     let purge_task = tokio::spawn(purge_request_ids(store.clone()));
-    let timers_task = tokio::spawn(run_timers(Arc::clone(&services.lifecycle)));
+    let lifecycle = Arc::clone(&services.lifecycle);
+    let timers_task = tokio::spawn(run_timers(Arc::clone(&lifecycle)));
     let reload_task = tokio::spawn(reload_tokens_on_hangup(options.tokens_file.clone(), auth.tokens.clone()));
     match listener.local_addr() {
         Ok(local_addr) => tracing::info!(%local_addr, "listening"),
@@ -391,6 +392,7 @@ pub async fn run(
     // The tasks hold the store; awaiting them makes sure the store is released on return.
     let _ = purge_task.await;
     let _ = timers_task.await;
+    lifecycle.release_timer_lease().await;
     store.close().await?;
     tracing::info!("stopped; every acknowledged write is durable");
     Ok(())

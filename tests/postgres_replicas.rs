@@ -202,7 +202,8 @@ async fn timers_move_to_a_live_replica() {
         let mut client = survivors[0].client().await;
         let connector = create(&mut client, "app-1", "handed over").await;
 
-        // The lease holder stops without giving the lease back, as a crashed replica would.
+        // The lease holder stops and gives the lease back. tests/postgres_processes.rs kills
+        // the holder instead, so that the lease has to expire.
         drop(first.stop().await);
         let (run, spec) = once_a_minute_after(Duration::from_secs(1));
         set_schedule(&mut client, &connector, &spec, "UTC").await;
@@ -267,7 +268,7 @@ async fn list_pages_span_replicas() {
 }
 
 #[tokio::test]
-async fn lease_passes_only_after_expiry() {
+async fn lease_passes_after_expiry_or_release() {
     let Some(database) = TestDatabase::create().await else { return };
     let first: Arc<dyn Store> = Arc::new(PostgresStore::open(&database.store_options()).await.expect("open the first store"));
     let second: Arc<dyn Store> = Arc::new(PostgresStore::open(&database.store_options()).await.expect("open the second store"));
@@ -281,6 +282,11 @@ async fn lease_passes_only_after_expiry() {
     tokio::time::sleep(lease + Duration::from_millis(300)).await;
     assert!(second.acquire_lease("timers", "second", lease).await.expect("second takes over"), "an expired lease was not granted");
     assert!(!first.acquire_lease("timers", "first", lease).await.expect("first tries again"), "the old holder kept the lease");
+
+    first.release_lease("timers", "first").await.expect("release by a non-holder");
+    assert!(!first.acquire_lease("timers", "first", lease).await.expect("first tries after its release"), "a non-holder released the lease");
+    second.release_lease("timers", "second").await.expect("release by the holder");
+    assert!(first.acquire_lease("timers", "first", lease).await.expect("first takes the released lease"), "a released lease was not granted");
 
     first.close().await.expect("close the first store");
     second.close().await.expect("close the second store");

@@ -111,11 +111,23 @@ pub struct SyncLifecycle {
     options: LifecycleOptions,
     /// Wakes ClaimSync calls that wait for a pending sync.
     pending_signal: Notify,
+    /// This process's name as holder of the timer lease.
+    timer_holder: String,
 }
 
 impl SyncLifecycle {
     pub fn new(store: Arc<dyn Store>, options: LifecycleOptions) -> Self {
-        Self { store, ids: IdGenerator::new(), options, pending_signal: Notify::new() }
+        let ids = IdGenerator::new();
+        let timer_holder = ids.next_id();
+        Self { store, ids, options, pending_signal: Notify::new(), timer_holder }
+    }
+
+    /// Gives the timer lease back, if this process holds it, so that another replica takes
+    /// the timers over at once. Call it after the [`run_timers`] task has ended.
+    pub async fn release_timer_lease(&self) {
+        if let Err(error) = self.store.release_lease(TIMER_LEASE, &self.timer_holder).await {
+            tracing::warn!(%error, lease = TIMER_LEASE, holder = %self.timer_holder, "releasing the timer lease failed; another replica takes over when it expires");
+        }
     }
 
     pub fn options(&self) -> &LifecycleOptions {
@@ -643,14 +655,14 @@ pub(super) fn cancelled(mut sync: SyncRun, reason: &str, now: DateTime<Utc>) -> 
 /// lease time. When two replicas overlap anyway (after a pause longer than the lease),
 /// revision checks still keep each due run and each expiry to one write.
 pub async fn run_timers(lifecycle: Arc<SyncLifecycle>) {
-    let holder = lifecycle.ids.next_id();
+    let holder = &lifecycle.timer_holder;
     let lease = lifecycle.options.timer_lease;
     let mut leading = false;
     let mut interval = tokio::time::interval(TIMER_INTERVAL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
-        let holds_lease = match lifecycle.store.acquire_lease(TIMER_LEASE, &holder, lease).await {
+        let holds_lease = match lifecycle.store.acquire_lease(TIMER_LEASE, holder, lease).await {
             Ok(granted) => granted,
             Err(error) => {
                 tracing::warn!(%error, lease = TIMER_LEASE, %holder, "renewing the timer lease failed; retrying in a second");

@@ -154,6 +154,12 @@ pub trait Store: Send + Sync + 'static {
         let _ = (name, holder, duration);
         Ok(true)
     }
+
+    /// Ends the lease `name` if `holder` holds it, so that the next caller gets it at once.
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        let _ = (name, holder);
+        Ok(())
+    }
 }
 
 /// A record to write and the revision it must have in the store, `None` for a new record.

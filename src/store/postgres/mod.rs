@@ -373,6 +373,20 @@ impl Store for PostgresStore {
         })
         .await
     }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        self.ensure_open()?;
+        self.guarded(async {
+            let client = self.client().await?;
+            let statement = client
+                .prepare_cached("DELETE FROM leases WHERE name = $1 AND holder = $2")
+                .await
+                .map_err(errors::driver)?;
+            client.execute(&statement, &[&name, &holder]).await.map_err(errors::driver)?;
+            Ok(())
+        })
+        .await
+    }
 }
 
 impl Drop for PostgresStore {

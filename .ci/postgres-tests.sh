@@ -26,6 +26,7 @@ postgres_test_binaries=(
     soft_delete
     postgres_replicas
     postgres_outage
+    postgres_processes
 )
 
 # shellcheck source=.ci/postgres.sh

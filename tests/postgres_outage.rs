@@ -30,7 +30,7 @@ use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus,
 const CONNECTOR_SERVICE: &str = "connectord.v1.ConnectorService";
 /// Statement timeout of the server under test, short so that calls fail fast.
 const STATEMENT_TIMEOUT: Duration = Duration::from_secs(1);
-/// Longest wait for the server to notice that the database left or came back.
+/// Maximum wait for the server to notice that the database left or came back.
 const NOTICE_LIMIT: Duration = Duration::from_secs(20);
 
 /// A TCP proxy on 127.0.0.1 that forwards to the test database while open. Cutting it

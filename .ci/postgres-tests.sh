@@ -27,6 +27,7 @@ postgres_test_binaries=(
     postgres_replicas
     postgres_outage
     postgres_processes
+    postgres_migrate
 )
 
 # shellcheck source=.ci/postgres.sh

@@ -34,6 +34,21 @@ pub enum Command {
     /// Write the API's encoded FileDescriptorSet, with the google.api.http rules and the
     /// google.rpc error types, for Envoy's gRPC-JSON transcoder and other tools.
     DescriptorSet(DescriptorSetArgs),
+    /// Copy every connector, credential (secret hashes only) and sync from a sled data
+    /// directory into PostgreSQL, then verify counts and contents. Safe to run again after
+    /// an interruption. Stop every server on both stores first.
+    Migrate(MigrateArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MigrateArgs {
+    /// sled data directory to copy from; no records are written to it.
+    #[arg(long, value_name = "DIR")]
+    pub from: PathBuf,
+    /// PostgreSQL database to copy into, as a postgres:// URL; its schema is created or
+    /// migrated first.
+    #[arg(long, value_name = "URL")]
+    pub to: DatabaseUrl,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -91,7 +106,7 @@ impl Cli {
     pub fn into_serve_args(self) -> ServeArgs {
         match self.into_command() {
             Command::Serve(args) => args,
-            Command::Token(_) | Command::DescriptorSet(_) => {
+            Command::Token(_) | Command::DescriptorSet(_) | Command::Migrate(_) => {
                 panic!("into_serve_args called for a command that does not serve")
             }
         }
@@ -336,6 +351,15 @@ mod tests {
         assert_eq!(cli.into_serve_args().serve_options().timer_lease, Duration::from_secs(3));
         let error = Cli::try_parse_from(["connectord", "--timer-lease", "1s"]).unwrap_err();
         assert!(error.to_string().contains("longer than the renewal interval"), "{error}");
+    }
+
+    #[test]
+    fn migrate_takes_a_directory_and_a_url() {
+        let cli = Cli::try_parse_from(["connectord", "migrate", "--from", "./data", "--to", "postgres://app@127.0.0.1/db"]).unwrap();
+        let Some(Command::Migrate(args)) = cli.command else { panic!("migrate was not parsed") };
+        assert_eq!(args.from, PathBuf::from("./data"));
+        assert_eq!(args.to.expose(), "postgres://app@127.0.0.1/db");
+        assert!(Cli::try_parse_from(["connectord", "migrate", "--from", "./data", "--to", "./other"]).is_err());
     }
 
     #[test]

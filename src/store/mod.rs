@@ -6,6 +6,7 @@
 mod backend;
 mod disk_space;
 mod group_commit;
+pub mod migrate;
 pub mod postgres;
 mod record;
 pub mod sled_store;

@@ -226,6 +226,55 @@ fn connection_pool(options: &PostgresStoreOptions) -> Result<Pool, OpenError> {
         .map_err(|error| OpenError::Pool(error.to_string()))
 }
 
+impl PostgresStore {
+    /// Inserts every record of `snapshot` that is not stored yet, in one transaction, and
+    /// returns how many it inserted. Records whose key exists are left as they are.
+    pub async fn import(&self, snapshot: &super::migrate::Snapshot) -> Result<u64, StoreError> {
+        self.ensure_open()?;
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await.map_err(errors::driver)?;
+        let inserted = write::import(&transaction, snapshot).await?;
+        transaction.commit().await.map_err(errors::driver)?;
+        Ok(inserted)
+    }
+
+    /// Counts the stored records of each kind.
+    pub async fn count_records(&self) -> Result<super::migrate::RecordCounts, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "SELECT (SELECT count(*) FROM connectors), (SELECT count(*) FROM syncs),
+                        (SELECT count(*) FROM credentials), (SELECT count(*) FROM connector_request_ids)",
+                &[],
+            )
+            .await
+            .map_err(errors::driver)?;
+        let column = |index: usize| -> Result<u64, StoreError> {
+            let count: i64 = row.try_get(index).map_err(errors::driver)?;
+            Ok(u64::try_from(count).unwrap_or_default())
+        };
+        Ok(super::migrate::RecordCounts {
+            connectors: column(0)?,
+            syncs: column(1)?,
+            credentials: column(2)?,
+            request_ids: column(3)?,
+        })
+    }
+
+    /// Returns the id of the connector that a recorded Create request id created.
+    pub async fn request_id_connector(&self, app_id: &str, request_id: &str) -> Result<Option<String>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT connector_id FROM connector_request_ids WHERE app_id = $1 AND request_id = $2",
+                &[&app_id, &request_id],
+            )
+            .await
+            .map_err(errors::driver)?;
+        row.map(|row| row.try_get(0).map_err(errors::driver)).transpose()
+    }
+}
+
 #[async_trait]
 impl Store for PostgresStore {
     #[tracing::instrument(name = "store.insert_connector", skip_all, fields(app_id = %connector.app_id, connector_id = %connector.id))]

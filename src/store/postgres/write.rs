@@ -260,3 +260,76 @@ async fn write_credential(transaction: &Transaction<'_>, write: &Versioned<Crede
     }
     Ok(())
 }
+
+/// Inserts every record of a snapshot whose key is not stored yet, and returns how many it
+/// inserted. A record that breaks another uniqueness rule is skipped as well, and the
+/// caller's check of the copy reports it.
+pub(super) async fn import(transaction: &Transaction<'_>, snapshot: &crate::store::migrate::Snapshot) -> Result<u64, StoreError> {
+    let mut inserted = 0;
+    for connector in &snapshot.connectors {
+        let key = connector.key();
+        inserted += execute(
+            transaction,
+            "INSERT INTO connectors (app_id, id, revision, deleted, next_run_at_ns, record)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+            &[
+                &key.app_id,
+                &key.id,
+                &revision_column(connector.revision)?,
+                &connector.is_deleted(),
+                &next_run_column(connector),
+                &encode_connector(connector),
+            ],
+            |_| None,
+        )
+        .await?;
+    }
+    for sync in &snapshot.syncs {
+        let lease_end = sync.lease_expires_at.filter(|_| sync.state == SyncState::Running).map(to_nanos);
+        inserted += execute(
+            transaction,
+            "INSERT INTO syncs (app_id, connector_id, id, revision, state, lease_expires_at_ns, request_id, record)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+            &[
+                &sync.app_id,
+                &sync.connector_id,
+                &sync.id,
+                &revision_column(sync.revision)?,
+                &state_column(sync.state),
+                &lease_end,
+                &sync.request_id,
+                &encode_sync(sync),
+            ],
+            |_| None,
+        )
+        .await?;
+    }
+    for credential in &snapshot.credentials {
+        inserted += execute(
+            transaction,
+            "INSERT INTO credentials (app_id, connector_id, id, revision, client_id, record)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+            &[
+                &credential.app_id,
+                &credential.connector_id,
+                &credential.id,
+                &revision_column(credential.revision)?,
+                &credential.client_id,
+                &encode_credential(credential),
+            ],
+            |_| None,
+        )
+        .await?;
+    }
+    for entry in &snapshot.request_ids {
+        inserted += execute(
+            transaction,
+            "INSERT INTO connector_request_ids (app_id, request_id, connector_id, recorded_at_ns)
+             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            &[&entry.app_id, &entry.request_id, &entry.connector_id, &to_nanos(entry.recorded_at)],
+            |_| None,
+        )
+        .await?;
+    }
+    Ok(inserted)
+}

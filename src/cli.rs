@@ -9,6 +9,7 @@ use crate::{
     admission::AdmissionLimits,
     connection_limit::ConnectionLimits,
     server::{DEFAULT_MIN_FREE_DISK_BYTES, ServeOptions},
+    store::{DatabaseUrl, PostgresStoreOptions},
 };
 
 #[derive(Debug, Parser)]
@@ -33,6 +34,21 @@ pub enum Command {
     /// Write the API's encoded FileDescriptorSet, with the google.api.http rules and the
     /// google.rpc error types, for Envoy's gRPC-JSON transcoder and other tools.
     DescriptorSet(DescriptorSetArgs),
+    /// Copy every connector, credential (secret hashes only) and sync from a sled data
+    /// directory into PostgreSQL, then verify counts and contents. Safe to run again after
+    /// an interruption. Stop every server on both stores first.
+    Migrate(MigrateArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MigrateArgs {
+    /// sled data directory to copy from; no records are written to it.
+    #[arg(long, value_name = "DIR")]
+    pub from: PathBuf,
+    /// PostgreSQL database to copy into, as a postgres:// URL; its schema is created or
+    /// migrated first.
+    #[arg(long, value_name = "URL")]
+    pub to: DatabaseUrl,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -90,7 +106,7 @@ impl Cli {
     pub fn into_serve_args(self) -> ServeArgs {
         match self.into_command() {
             Command::Serve(args) => args,
-            Command::Token(_) | Command::DescriptorSet(_) => {
+            Command::Token(_) | Command::DescriptorSet(_) | Command::Migrate(_) => {
                 panic!("into_serve_args called for a command that does not serve")
             }
         }
@@ -111,9 +127,24 @@ pub struct ServeArgs {
     #[arg(long, env = "CONNECTORD_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
 
-    /// Directory of the embedded database; created if missing.
+    /// Directory of the embedded database; created if missing. Unused with --store.
     #[arg(long, env = "CONNECTORD_DATA_DIR", default_value = "./connectord-data")]
     pub data_dir: PathBuf,
+
+    /// PostgreSQL database to keep the data in, in place of the embedded database, as a
+    /// URL such as postgres://user:password@host:5432/connectord?connect_timeout=5.
+    /// Replicas that share one database serve the same connectors.
+    #[arg(long = "store", env = "CONNECTORD_STORE", value_name = "URL")]
+    pub store_url: Option<DatabaseUrl>,
+
+    /// Most connections to PostgreSQL that this server opens.
+    #[arg(long, env = "CONNECTORD_POSTGRES_POOL_SIZE", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
+    pub postgres_pool_size: u16,
+
+    /// Longest time one PostgreSQL statement may run, such as 5s; also bounds the wait for
+    /// a free connection.
+    #[arg(long, env = "CONNECTORD_POSTGRES_STATEMENT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub postgres_statement_timeout: Duration,
 
     /// Encoded FileDescriptorSet (as written by `protoc --include_imports -o` or `buf build -o`)
     /// whose messages become valid config types. Repeatable; comma-separated in the environment.
@@ -170,6 +201,13 @@ pub struct ServeArgs {
     #[arg(long, env = "CONNECTORD_SYNC_LEASE", default_value = "5m", value_parser = humantime::parse_duration)]
     pub sync_lease: Duration,
 
+    /// How long one replica keeps running lease expiry and the scheduler after its last
+    /// renewal, such as 10s. Replicas on one PostgreSQL database take turns; when the one
+    /// running them stops, another takes over within this time. Renewed every second, so
+    /// it must be longer than 1s.
+    #[arg(long, env = "CONNECTORD_TIMER_LEASE", default_value = "10s", value_parser = parse_timer_lease)]
+    pub timer_lease: Duration,
+
     /// API tokens file (one JSON object per line, written by `connectord token create`);
     /// reloaded on SIGHUP. Without it, only a loopback address may be used.
     #[arg(long, env = "CONNECTORD_TOKENS_FILE")]
@@ -216,6 +254,14 @@ fn parse_cors_origin(origin: &str) -> Result<String, crate::gateway::OriginError
     crate::gateway::parse_origin(origin).map(|_| origin.to_owned())
 }
 
+fn parse_timer_lease(value: &str) -> Result<Duration, String> {
+    let lease = humantime::parse_duration(value).map_err(|error| error.to_string())?;
+    if lease <= crate::domain::lifecycle::TIMER_INTERVAL {
+        return Err(format!("must be longer than the renewal interval of {:?}", crate::domain::lifecycle::TIMER_INTERVAL));
+    }
+    Ok(lease)
+}
+
 fn parse_positive(value: &str) -> Result<usize, String> {
     match value.parse::<usize>() {
         Ok(0) => Err("must be at least 1".to_owned()),
@@ -228,6 +274,11 @@ impl ServeArgs {
     pub fn serve_options(&self) -> ServeOptions {
         ServeOptions {
             data_dir: self.data_dir.clone(),
+            postgres: self.store_url.clone().map(|url| PostgresStoreOptions {
+                url,
+                pool_size: usize::from(self.postgres_pool_size),
+                statement_timeout: self.postgres_statement_timeout,
+            }),
             descriptor_sets: self.descriptor_sets.clone(),
             max_config_bytes: self.max_config_bytes,
             shutdown_grace: self.shutdown_grace,
@@ -244,6 +295,7 @@ impl ServeArgs {
             unsafe_skip_flush_for_tests: self.unsafe_skip_flush_for_tests,
             credential_rotation_grace: self.credential_rotation_grace,
             sync_lease: self.sync_lease,
+            timer_lease: self.timer_lease,
             tokens_file: self.tokens_file.clone(),
             insecure_no_auth: self.insecure_no_auth,
             reflection_requires_auth: self.reflection_requires_auth,
@@ -291,6 +343,23 @@ mod tests {
         assert_eq!(from_flags.connection_limits.handshake_timeout, Duration::from_secs(10));
         assert_eq!(from_flags.admission, from_library.admission);
         assert_eq!(from_flags.min_free_disk_bytes, from_library.min_free_disk_bytes);
+    }
+
+    #[test]
+    fn timer_lease_must_outlast_renewal() {
+        let cli = Cli::try_parse_from(["connectord", "--timer-lease", "3s"]).unwrap();
+        assert_eq!(cli.into_serve_args().serve_options().timer_lease, Duration::from_secs(3));
+        let error = Cli::try_parse_from(["connectord", "--timer-lease", "1s"]).unwrap_err();
+        assert!(error.to_string().contains("longer than the renewal interval"), "{error}");
+    }
+
+    #[test]
+    fn migrate_takes_a_directory_and_a_url() {
+        let cli = Cli::try_parse_from(["connectord", "migrate", "--from", "./data", "--to", "postgres://app@127.0.0.1/db"]).unwrap();
+        let Some(Command::Migrate(args)) = cli.command else { panic!("migrate was not parsed") };
+        assert_eq!(args.from, PathBuf::from("./data"));
+        assert_eq!(args.to.expose(), "postgres://app@127.0.0.1/db");
+        assert!(Cli::try_parse_from(["connectord", "migrate", "--from", "./data", "--to", "./other"]).is_err());
     }
 
     #[test]

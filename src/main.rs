@@ -15,6 +15,7 @@ async fn main() -> ExitCode {
         Command::Serve(args) => args,
         Command::Token(command) => return report(command.run().map(|output| print!("{output}"))),
         Command::DescriptorSet(args) => return report(descriptors::write_api_descriptor_set(&args.output)),
+        Command::Migrate(args) => return report(migrate(&args).await),
     };
     telemetry::init(args.log_format);
     let options = args.serve_options();
@@ -43,6 +44,24 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs `connectord migrate` and prints what it copied.
+async fn migrate(args: &connectord::cli::MigrateArgs) -> Result<(), String> {
+    use connectord::store::{PostgresStore, PostgresStoreOptions, SledStore, SledStoreOptions, migrate};
+
+    if !args.from.join("db").is_file() {
+        return Err(format!("{} holds no sled database; pass the server's --data-dir", args.from.display()));
+    }
+    let source = SledStore::open(&SledStoreOptions::new(&args.from)).map_err(|error| error.to_string())?;
+    let target = PostgresStore::open(&PostgresStoreOptions::new(args.to.clone())).await.map_err(|error| error.to_string())?;
+    let report = migrate::copy_sled_to_postgres(&source, &target).await.map_err(|error| error.to_string())?;
+    let records = report.records;
+    println!(
+        "copied {} connectors, {} syncs, {} credentials and {} request ids to {}; {} records were new; the copy matches the source",
+        records.connectors, records.syncs, records.credentials, records.request_ids, args.to, report.inserted
+    );
+    Ok(())
 }
 
 /// Exit status of a command that does not serve: errors go to standard error.

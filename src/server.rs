@@ -23,7 +23,7 @@ use crate::{
         self, connector_service_server::ConnectorServiceServer,
         connector_sync_service_server::ConnectorSyncServiceServer,
     },
-    store::{SledStore, SledStoreOptions, Store, sled_store::OpenError},
+    store::{PostgresStoreOptions, SledStoreOptions, Store, StoreBackend, sled_store::OpenError},
     stream_shutdown::StreamShutdown,
 };
 
@@ -45,6 +45,8 @@ pub const DEFAULT_MIN_FREE_DISK_BYTES: u64 = 64 * 1024 * 1024;
 pub enum ServerError {
     #[error(transparent)]
     Open(#[from] OpenError),
+    #[error(transparent)]
+    OpenStore(#[from] crate::store::OpenStoreError),
     #[error(transparent)]
     ConfigTypes(#[from] ConfigTypeError),
     #[error("cannot read descriptor set {path}: {source}")]
@@ -75,6 +77,8 @@ pub enum ServerError {
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     pub data_dir: PathBuf,
+    /// PostgreSQL database to use in place of the sled database in `data_dir`.
+    pub postgres: Option<PostgresStoreOptions>,
     /// Encoded `FileDescriptorSet` files whose messages become valid config types.
     pub descriptor_sets: Vec<PathBuf>,
     pub max_config_bytes: usize,
@@ -90,6 +94,9 @@ pub struct ServeOptions {
     pub credential_rotation_grace: Duration,
     /// How long a claimed sync stays with its worker without a heartbeat.
     pub sync_lease: Duration,
+    /// How long a replica keeps running lease expiry and the scheduler after its last
+    /// renewal; see [`LifecycleOptions::timer_lease`].
+    pub timer_lease: Duration,
     /// API tokens; `None` serves without authentication, which only a loopback listener
     /// or `insecure_no_auth` allows.
     pub tokens_file: Option<PathBuf>,
@@ -107,6 +114,7 @@ impl ServeOptions {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             data_dir: data_dir.into(),
+            postgres: None,
             descriptor_sets: Vec::new(),
             max_config_bytes: ConnectorApiOptions::default().max_config_bytes,
             shutdown_grace: Duration::from_secs(10),
@@ -116,6 +124,7 @@ impl ServeOptions {
             unsafe_skip_flush_for_tests: false,
             credential_rotation_grace: DEFAULT_CREDENTIAL_ROTATION_GRACE,
             sync_lease: LifecycleOptions::default().sync_lease,
+            timer_lease: LifecycleOptions::default().timer_lease,
             tokens_file: None,
             insecure_no_auth: false,
             reflection_requires_auth: false,
@@ -203,6 +212,11 @@ impl ServicesBuilder {
         self
     }
 
+    pub fn timer_lease(mut self, lease: Duration) -> Self {
+        self.lifecycle_options.timer_lease = lease;
+        self
+    }
+
     pub fn build(self) -> Result<Services, ServerError> {
         let descriptor_pool = self.config_types.pool().clone();
         let config_types = Arc::new(self.config_types);
@@ -259,7 +273,8 @@ fn reflection_builder(operator_sets: &[Vec<u8>]) -> tonic_reflection::server::Bu
     builder
 }
 
-/// Opens the store in `options.data_dir` and serves every service on `listener` until
+/// Opens the store (PostgreSQL when `options.postgres` is set, else sled in
+/// `options.data_dir`) and serves every service on `listener` until
 /// `shutdown` completes. Then health turns NOT_SERVING, the listener closes, in-flight calls
 /// get `options.shutdown_grace` to finish, and the store makes its last writes durable.
 pub async fn run(
@@ -269,18 +284,22 @@ pub async fn run(
 ) -> Result<(), ServerError> {
     let auth = auth_policy(&listener, &options)?;
     let tls = options.tls.as_ref().map(crate::tls::acceptor).transpose()?;
-    let store_options = SledStoreOptions {
-        min_free_disk_bytes: options.min_free_disk_bytes,
-        unsafe_skip_flush_for_tests: options.unsafe_skip_flush_for_tests,
-        ..SledStoreOptions::new(&options.data_dir)
+    let backend = match &options.postgres {
+        Some(postgres) => StoreBackend::Postgres(postgres.clone()),
+        None => StoreBackend::Sled(SledStoreOptions {
+            min_free_disk_bytes: options.min_free_disk_bytes,
+            unsafe_skip_flush_for_tests: options.unsafe_skip_flush_for_tests,
+            ..SledStoreOptions::new(&options.data_dir)
+        }),
     };
-    let store = Arc::new(SledStore::open(&store_options)?);
-    tracing::info!(data_dir = %options.data_dir.display(), "store opened");
+    let store = crate::store::open_store(&backend).await?;
+    tracing::info!(store = %backend.describe(), "store opened");
 
     let mut builder = ServicesBuilder::new(store.clone())?
         .max_config_bytes(options.max_config_bytes)
         .credential_rotation_grace(options.credential_rotation_grace)
         .sync_lease(options.sync_lease)
+        .timer_lease(options.timer_lease)
         .secret_struct_keys(options.secret_struct_keys.clone());
     for path in &options.descriptor_sets {
         let encoded = std::fs::read(path)
@@ -309,7 +328,8 @@ pub async fn run(
     health.set_serving::<ConnectorSyncServiceServer<SyncWorkerApi>>().await;
 
     let purge_task = tokio::spawn(purge_request_ids(store.clone()));
-    let timers_task = tokio::spawn(run_timers(Arc::clone(&services.lifecycle)));
+    let lifecycle = Arc::clone(&services.lifecycle);
+    let timers_task = tokio::spawn(run_timers(Arc::clone(&lifecycle)));
     let reload_task = tokio::spawn(reload_tokens_on_hangup(options.tokens_file.clone(), auth.tokens.clone()));
     match listener.local_addr() {
         Ok(local_addr) => tracing::info!(%local_addr, "listening"),
@@ -319,15 +339,16 @@ pub async fn run(
     let (shutdown_started, shutdown_started_receiver) = tokio::sync::oneshot::channel();
     let stream_shutdown = StreamShutdown::new();
     let end_streams = stream_shutdown.layer();
-    let lifecycle = Arc::clone(&services.lifecycle);
+    let waiting_claims = Arc::clone(&services.lifecycle);
     let signal = async move {
         shutdown.await;
         write_health_task.abort();
+        let _ = write_health_task.await;
         tracing::info!("shutdown started: health is NOT_SERVING and no new connections are accepted");
         set_not_serving(&health).await;
         // Watch and reflection streams never end by themselves and would hold the drain.
         stream_shutdown.trigger();
-        lifecycle.stop_waiting();
+        waiting_claims.stop_waiting();
         let _ = shutdown_started.send(());
     };
     let (incoming, accept_task) = limited_incoming(listener, options.connection_limits);
@@ -373,8 +394,9 @@ pub async fn run(
     // The tasks hold the store; awaiting them makes sure the store is released on return.
     let _ = purge_task.await;
     let _ = timers_task.await;
+    lifecycle.release_timer_lease().await;
     store.close().await?;
-    tracing::info!("stopped; every acknowledged write is on disk");
+    tracing::info!("stopped; every acknowledged write is durable");
     Ok(())
 }
 

@@ -15,7 +15,6 @@ fn timestamp_parts(timestamp: &Option<prost_types::Timestamp>) -> (i64, i32) {
     (timestamp.seconds, timestamp.nanos)
 }
 
-#[tokio::test]
 async fn create_returns_stored_connector() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -40,7 +39,6 @@ async fn create_returns_stored_connector() {
     assert!(response.expanded.is_empty(), "expanded without an expand mask");
 }
 
-#[tokio::test]
 async fn create_assigns_ids_in_creation_order() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -55,7 +53,6 @@ async fn create_assigns_ids_in_creation_order() {
     assert_eq!(ids, sorted);
 }
 
-#[tokio::test]
 async fn create_delegated_returns_connector_without_config() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -74,7 +71,6 @@ async fn create_delegated_returns_connector_without_config() {
     assert!(!connector.etag.is_empty(), "etag is empty");
 }
 
-#[tokio::test]
 async fn get_returns_created_connector() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -86,7 +82,6 @@ async fn get_returns_created_connector() {
     assert!(response.expanded.is_empty(), "expanded without an expand mask");
 }
 
-#[tokio::test]
 async fn get_of_missing_connector_is_not_found() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -99,7 +94,6 @@ async fn get_of_missing_connector_is_not_found() {
     expect_code(client.get(get_request("app-2", &created.id)).await, Code::NotFound);
 }
 
-#[tokio::test]
 async fn list_returns_connectors_of_one_app_in_order() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -119,7 +113,6 @@ async fn list_returns_connectors_of_one_app_in_order() {
     assert_eq!(connector_of(other.list.into_iter().next()), other_app);
 }
 
-#[tokio::test]
 async fn list_of_empty_app_is_empty() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -130,7 +123,6 @@ async fn list_of_empty_app_is_empty() {
     assert_eq!(page.next_page_token, "");
 }
 
-#[tokio::test]
 async fn update_changes_fields_and_keeps_the_rest() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -160,7 +152,6 @@ async fn update_changes_fields_and_keeps_the_rest() {
     assert_eq!(get(&mut client, "app-1", &created.id).await, updated);
 }
 
-#[tokio::test]
 async fn update_of_missing_connector_is_not_found() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -173,7 +164,6 @@ async fn update_of_missing_connector_is_not_found() {
     expect_code(client.update(request).await, Code::NotFound);
 }
 
-#[tokio::test]
 async fn update_delegated_completes_owner_fields() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -201,7 +191,6 @@ async fn update_delegated_completes_owner_fields() {
     assert_eq!(get(&mut client, "app-1", &created.id).await, updated);
 }
 
-#[tokio::test]
 async fn delete_returns_empty_response() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -212,10 +201,24 @@ async fn delete_returns_empty_response() {
     assert_eq!(response, pb::ConnectorServiceDeleteResponse {});
 }
 
-#[tokio::test]
 async fn delete_of_missing_connector_is_not_found() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
 
     expect_code(client.delete(delete_request("app-1", "no-such-connector")).await, Code::NotFound);
 }
+
+crate::both_backends!(
+    create_returns_stored_connector,
+    create_assigns_ids_in_creation_order,
+    create_delegated_returns_connector_without_config,
+    get_returns_created_connector,
+    get_of_missing_connector_is_not_found,
+    list_returns_connectors_of_one_app_in_order,
+    list_of_empty_app_is_empty,
+    update_changes_fields_and_keeps_the_rest,
+    update_of_missing_connector_is_not_found,
+    update_delegated_completes_owner_fields,
+    delete_returns_empty_response,
+    delete_of_missing_connector_is_not_found,
+);

@@ -35,7 +35,6 @@ fn encoding_contains(message: &impl Message, secret: &str) -> bool {
     bytes.windows(secret.len()).any(|window| window == secret.as_bytes())
 }
 
-#[tokio::test]
 async fn rotate_returns_prefixed_secret() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -64,7 +63,6 @@ async fn rotate_returns_prefixed_secret() {
     assert_eq!(credential.last_used_at, None);
 }
 
-#[tokio::test]
 async fn rotated_secret_authenticates_claim() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -79,7 +77,6 @@ async fn rotated_secret_authenticates_claim() {
     assert_eq!(claimed.id, queued.id);
 }
 
-#[tokio::test]
 async fn older_credential_works_until_grace_ends() {
     let grace = Duration::from_secs(2);
     let server = TestServer::start_with(|options| options.credential_rotation_grace = grace).await;
@@ -107,7 +104,6 @@ async fn older_credential_works_until_grace_ends() {
     newer_worker.claim().await.expect("the newer credential still works after the grace window");
 }
 
-#[tokio::test]
 async fn third_rotation_keeps_earlier_expiry() {
     let grace = Duration::from_secs(30);
     let server = TestServer::start_with(|options| options.credential_rotation_grace = grace).await;
@@ -123,7 +119,6 @@ async fn third_rotation_keeps_earlier_expiry() {
     assert_eq!(first_after.expires_time, first_expiry, "a later rotation extended the grace window of an older credential");
 }
 
-#[tokio::test]
 async fn revoke_ends_credential_at_once() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -140,7 +135,6 @@ async fn revoke_ends_credential_at_once() {
     assert!(utc(&revoked.deleted_at) >= utc(&revoked.created_at), "deleted_at is before created_at");
 }
 
-#[tokio::test]
 async fn second_revoke_is_not_found() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -155,7 +149,6 @@ async fn second_revoke_is_not_found() {
     assert_eq!(get_credential(&mut client, &issued.credential).await, revoked, "the second revoke changed the credential");
 }
 
-#[tokio::test]
 async fn revoke_of_unknown_credential_is_not_found() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -175,7 +168,6 @@ async fn revoke_of_unknown_credential_is_not_found() {
     assert_eq!(still_live.deleted_at, None, "a revoke addressed to another connector revoked the credential");
 }
 
-#[tokio::test]
 async fn credential_of_deleted_connector_fails() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -195,7 +187,6 @@ async fn credential_of_deleted_connector_fails() {
     expect_code(rotate_after_delete, Code::FailedPrecondition);
 }
 
-#[tokio::test]
 async fn credential_of_other_connector_is_denied() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -217,7 +208,6 @@ async fn credential_of_other_connector_is_denied() {
     assert_eq!(untouched.state(), pb::sync::State::Pending, "a denied worker moved the sibling's sync");
 }
 
-#[tokio::test]
 async fn missing_or_malformed_authorization_is_unauthenticated() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -249,7 +239,6 @@ async fn missing_or_malformed_authorization_is_unauthenticated() {
     valid.claim().await.expect("the unchanged credential still works");
 }
 
-#[tokio::test]
 async fn basic_scheme_is_case_insensitive() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -277,7 +266,6 @@ fn changed_last_char(secret: &str) -> String {
     changed
 }
 
-#[tokio::test]
 async fn last_used_at_is_set_after_use() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -299,7 +287,6 @@ async fn last_used_at_is_set_after_use() {
     assert_eq!(used.client_secret, "", "GetCredentials returned the secret");
 }
 
-#[tokio::test]
 async fn reads_never_return_secrets() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -333,7 +320,6 @@ async fn reads_never_return_secrets() {
     }
 }
 
-#[tokio::test]
 async fn list_credentials_pages_newest_first() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -365,7 +351,6 @@ async fn list_credentials_pages_newest_first() {
     assert_eq!(page_sizes, [2, 2, 1]);
 }
 
-#[tokio::test]
 async fn list_credentials_rejects_token_of_other_connector() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -387,7 +372,6 @@ async fn list_credentials_rejects_token_of_other_connector() {
     expect_invalid(result, "page_token");
 }
 
-#[tokio::test]
 async fn rotation_stops_at_usable_credential_limit() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -403,3 +387,22 @@ async fn rotation_stops_at_usable_credential_limit() {
     client.revoke_credential(revoke_request(&issued[0].credential)).await.expect("revoke one");
     client.rotate_credential(request).await.expect("rotate after a revocation frees a slot");
 }
+
+crate::both_backends!(
+    rotate_returns_prefixed_secret,
+    rotated_secret_authenticates_claim,
+    older_credential_works_until_grace_ends,
+    third_rotation_keeps_earlier_expiry,
+    revoke_ends_credential_at_once,
+    second_revoke_is_not_found,
+    revoke_of_unknown_credential_is_not_found,
+    credential_of_deleted_connector_fails,
+    credential_of_other_connector_is_denied,
+    missing_or_malformed_authorization_is_unauthenticated,
+    basic_scheme_is_case_insensitive,
+    last_used_at_is_set_after_use,
+    reads_never_return_secrets,
+    list_credentials_pages_newest_first,
+    list_credentials_rejects_token_of_other_connector,
+    rotation_stops_at_usable_credential_limit,
+);

@@ -13,7 +13,6 @@ use common::{
 use connectord::pb;
 use tonic::Code;
 
-#[tokio::test]
 async fn etag_changes_on_every_write() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -43,7 +42,6 @@ async fn etag_changes_on_every_write() {
     assert_eq!(distinct.len(), etags.len(), "etags repeat: {etags:?}");
 }
 
-#[tokio::test]
 async fn get_returns_etag_of_last_write() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -56,7 +54,6 @@ async fn get_returns_etag_of_last_write() {
     assert_eq!(get(&mut client, "app-1", &created.id).await.etag, updated.etag);
 }
 
-#[tokio::test]
 async fn update_with_current_etag_succeeds() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -72,7 +69,6 @@ async fn update_with_current_etag_succeeds() {
     assert_eq!(updated.display_name, "v2");
 }
 
-#[tokio::test]
 async fn update_accepts_etag_without_quotes() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -93,7 +89,6 @@ async fn update_accepts_etag_without_quotes() {
     assert!(status.message().contains(&current), "the message does not show {current}: {}", status.message());
 }
 
-#[tokio::test]
 async fn update_with_stale_etag_is_aborted() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -115,7 +110,6 @@ async fn update_with_stale_etag_is_aborted() {
     assert_eq!(get(&mut client, "app-1", &created.id).await, current, "a rejected update changed the connector");
 }
 
-#[tokio::test]
 async fn update_delegated_with_stale_etag_is_aborted() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -134,7 +128,6 @@ async fn update_delegated_with_stale_etag_is_aborted() {
     assert_eq!(get(&mut client, "app-1", &created.id).await, current, "a rejected update changed the connector");
 }
 
-#[tokio::test]
 async fn delete_with_stale_etag_is_aborted() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -153,7 +146,6 @@ async fn delete_with_stale_etag_is_aborted() {
     assert_eq!(list_all_ids(&mut client, "app-1", false).await, [created.id]);
 }
 
-#[tokio::test]
 async fn delete_with_current_etag_succeeds() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -166,7 +158,6 @@ async fn delete_with_current_etag_succeeds() {
     assert!(get(&mut client, "app-1", &created.id).await.deleted_at.is_some(), "deleted_at is not set");
 }
 
-#[tokio::test]
 async fn concurrent_updates_with_one_etag_succeed_once() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -199,7 +190,6 @@ async fn concurrent_updates_with_one_etag_succeed_once() {
     assert_eq!(&get(&mut client, "app-1", &created.id).await, winners[0]);
 }
 
-#[tokio::test]
 async fn create_replays_request_id() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -216,7 +206,6 @@ async fn create_replays_request_id() {
     assert_eq!(list_all_ids(&mut client, "app-1", false).await, [first.id]);
 }
 
-#[tokio::test]
 async fn create_delegated_replays_request_id() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -236,7 +225,6 @@ async fn create_delegated_replays_request_id() {
     assert_eq!(list_all_ids(&mut client, "app-1", false).await, [first.id]);
 }
 
-#[tokio::test]
 async fn request_id_is_scoped_to_app() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -255,7 +243,6 @@ async fn request_id_is_scoped_to_app() {
     assert_eq!(list_all_ids(&mut client, "app-2", false).await, [in_second_app.id]);
 }
 
-#[tokio::test]
 async fn concurrent_creates_with_one_request_id_create_one_connector() {
     let server = TestServer::start().await;
     let client = server.client().await;
@@ -280,7 +267,6 @@ async fn concurrent_creates_with_one_request_id_create_one_connector() {
     assert_eq!(list_all_ids(&mut client, "app-1", false).await.len(), 1);
 }
 
-#[tokio::test]
 async fn request_id_still_replays_after_delete() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -294,3 +280,20 @@ async fn request_id_still_replays_after_delete() {
     assert_eq!(replay.id, first.id);
     assert!(replay.deleted_at.is_some(), "the replay hides that the connector was deleted");
 }
+
+crate::both_backends!(
+    etag_changes_on_every_write,
+    get_returns_etag_of_last_write,
+    update_with_current_etag_succeeds,
+    update_accepts_etag_without_quotes,
+    update_with_stale_etag_is_aborted,
+    update_delegated_with_stale_etag_is_aborted,
+    delete_with_stale_etag_is_aborted,
+    delete_with_current_etag_succeeds,
+    concurrent_updates_with_one_etag_succeed_once,
+    create_replays_request_id,
+    create_delegated_replays_request_id,
+    request_id_is_scoped_to_app,
+    concurrent_creates_with_one_request_id_create_one_connector,
+    request_id_still_replays_after_delete,
+);

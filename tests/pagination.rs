@@ -86,7 +86,6 @@ async fn churn(
     (created, deleted)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_walks_are_stable_under_concurrent_writes() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -150,7 +149,6 @@ async fn list_walks_are_stable_under_concurrent_writes() {
     assert_eq!(with_deleted.len(), STABLE_COUNT + DOOMED_COUNT + created_during_walks.len());
 }
 
-#[tokio::test]
 async fn list_without_token_starts_at_first_connector() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -166,7 +164,6 @@ async fn list_without_token_starts_at_first_connector() {
     assert_eq!(second.next_page_token, "", "the last page has a next page token");
 }
 
-#[tokio::test]
 async fn page_token_from_another_app_is_invalid() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -179,7 +176,6 @@ async fn page_token_from_another_app_is_invalid() {
     assert!(status.message().contains("app_id"), "message does not explain the binding: {}", status.message());
 }
 
-#[tokio::test]
 async fn page_token_with_other_show_deleted_is_invalid() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -196,7 +192,6 @@ async fn page_token_with_other_show_deleted_is_invalid() {
     expect_invalid(client.list(list_request("app-1", 1, &page.next_page_token)).await, "page_token");
 }
 
-#[tokio::test]
 async fn garbled_page_tokens_are_invalid() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -221,3 +216,11 @@ async fn garbled_page_tokens_are_invalid() {
         assert!(!status.message().is_empty(), "{case}: empty message");
     }
 }
+
+crate::both_backends!(
+    list_walks_are_stable_under_concurrent_writes(flavor = "multi_thread", worker_threads = 2),
+    list_without_token_starts_at_first_connector,
+    page_token_from_another_app_is_invalid,
+    page_token_with_other_show_deleted_is_invalid,
+    garbled_page_tokens_are_invalid,
+);

@@ -9,7 +9,6 @@ use common::{
 use connectord::pb;
 use tonic::Code;
 
-#[tokio::test]
 async fn get_shows_deleted_at_after_delete() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -29,7 +28,6 @@ async fn get_shows_deleted_at_after_delete() {
     assert_ne!(deleted.etag, created.etag);
 }
 
-#[tokio::test]
 async fn list_hides_deleted_unless_show_deleted() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -56,7 +54,6 @@ async fn list_hides_deleted_unless_show_deleted() {
     assert!(listed_deleted.deleted_at.is_some(), "listed deleted connector lacks deleted_at");
 }
 
-#[tokio::test]
 async fn update_of_deleted_connector_fails_precondition() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -82,7 +79,6 @@ async fn update_of_deleted_connector_fails_precondition() {
     assert_eq!(get(&mut client, "app-1", &created.id).await, deleted, "a rejected update changed the connector");
 }
 
-#[tokio::test]
 async fn second_delete_is_not_found() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -96,7 +92,6 @@ async fn second_delete_is_not_found() {
     assert_eq!(get(&mut client, "app-1", &created.id).await, deleted, "the second delete changed the connector");
 }
 
-#[tokio::test]
 async fn concurrent_deletes_succeed_once() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -117,3 +112,11 @@ async fn concurrent_deletes_succeed_once() {
     assert_eq!(outcomes.iter().filter(|outcome| outcome.is_ok()).count(), 1, "{outcomes:?}");
     assert!(outcomes.iter().all(|outcome| matches!(outcome, Ok(()) | Err(Code::NotFound))), "{outcomes:?}");
 }
+
+crate::both_backends!(
+    get_shows_deleted_at_after_delete,
+    list_hides_deleted_unless_show_deleted,
+    update_of_deleted_connector_fails_precondition,
+    second_delete_is_not_found,
+    concurrent_deletes_succeed_once,
+);

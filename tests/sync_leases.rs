@@ -34,7 +34,6 @@ async fn wait_for_state(client: &Client, connector: &pb::Connector, sync_id: &st
     .await
 }
 
-#[tokio::test]
 async fn expired_lease_requeues_sync() {
     let server = TestServer::start_with(|options| options.sync_lease = SHORT_LEASE).await;
     let mut client = server.client().await;
@@ -56,7 +55,6 @@ async fn expired_lease_requeues_sync() {
     assert!(utc(&reclaimed.lease_expires_at) > lease_end, "the second claim did not get a new lease");
 }
 
-#[tokio::test]
 async fn expired_lease_with_queued_sync_ends_in_error() {
     let server = TestServer::start_with(|options| options.sync_lease = SHORT_LEASE).await;
     let mut client = server.client().await;
@@ -77,7 +75,6 @@ async fn expired_lease_with_queued_sync_ends_in_error() {
     assert!(status_of(&connector_after).last_error.contains(&abandoned.id), "last_error does not name the sync");
 }
 
-#[tokio::test]
 async fn heartbeats_keep_lease() {
     let server = TestServer::start_with(|options| options.sync_lease = HEARTBEAT_LEASE).await;
     let mut client = server.client().await;
@@ -106,7 +103,6 @@ async fn heartbeats_keep_lease() {
     worker.succeed(&claimed.id, "").await.expect("complete after the first lease end");
 }
 
-#[tokio::test]
 async fn expired_lease_at_restart_requeues_sync() {
     let server = TestServer::start_with(|options| options.sync_lease = HEARTBEAT_LEASE).await;
     let mut client = server.client().await;
@@ -132,7 +128,6 @@ async fn expired_lease_at_restart_requeues_sync() {
     assert_eq!(reclaimed.id, claimed.id, "the requeued sync is not the one claimed next");
 }
 
-#[tokio::test]
 async fn unexpired_lease_survives_restart() {
     let lease = Duration::from_secs(30);
     let server = TestServer::start_with(|options| options.sync_lease = lease).await;
@@ -156,7 +151,6 @@ async fn unexpired_lease_survives_restart() {
     worker.succeed(&claimed.id, "").await.expect("complete after the restart");
 }
 
-#[tokio::test]
 async fn confirm_replaces_requeued_sync() {
     let server = TestServer::start_with(|options| options.sync_lease = SHORT_LEASE).await;
     let mut client = server.client().await;
@@ -179,3 +173,12 @@ async fn confirm_replaces_requeued_sync() {
     let replaced = get_sync(&mut client, &connector, &abandoned.id).await;
     assert_eq!(replaced.state(), State::Cancelled, "the requeued sync was neither run nor cancelled");
 }
+
+crate::both_backends!(
+    expired_lease_requeues_sync,
+    expired_lease_with_queued_sync_ends_in_error,
+    heartbeats_keep_lease,
+    expired_lease_at_restart_requeues_sync,
+    unexpired_lease_survives_restart,
+    confirm_replaces_requeued_sync,
+);

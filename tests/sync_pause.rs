@@ -18,7 +18,6 @@ use tonic::Code;
 /// Cron spec that runs every second. Six-field specs start with the seconds field.
 const EVERY_SECOND: &str = "*/1 * * * * *";
 
-#[tokio::test]
 async fn pause_disables_syncing() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -43,7 +42,6 @@ async fn pause_disables_syncing() {
     assert_eq!(worker.claim().await.expect("claim while paused"), None, "a sync was claimed while paused");
 }
 
-#[tokio::test]
 async fn pause_without_reason_leaves_reason_empty() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -57,7 +55,6 @@ async fn pause_without_reason_leaves_reason_empty() {
     assert!(paused.can_resume_sync, "can_resume_sync is false while paused");
 }
 
-#[tokio::test]
 async fn second_pause_changes_nothing() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -73,7 +70,6 @@ async fn second_pause_changes_nothing() {
     assert_eq!(again, paused, "a second pause changed the connector");
 }
 
-#[tokio::test]
 async fn pause_rejects_deleted_connector_and_long_reason() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -90,7 +86,6 @@ async fn pause_rejects_deleted_connector_and_long_reason() {
     assert!(!unchanged.can_resume_sync, "a rejected pause paused the connector");
 }
 
-#[tokio::test]
 async fn running_sync_completes_while_paused() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -109,7 +104,6 @@ async fn running_sync_completes_while_paused() {
     assert!(paused.can_resume_sync, "completing a sync lifted the pause");
 }
 
-#[tokio::test]
 async fn resume_clears_pause_and_queues_sync() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -134,7 +128,6 @@ async fn resume_clears_pause_and_queues_sync() {
     assert_eq!(worker.claim_one().await.id, pending[0].id, "the resume sync cannot be claimed");
 }
 
-#[tokio::test]
 async fn resume_of_unpaused_connector_fails() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -152,7 +145,6 @@ async fn resume_of_unpaused_connector_fails() {
     expect_code(client.resume_sync(resume_request(&connector)).await, Code::FailedPrecondition);
 }
 
-#[tokio::test]
 async fn scheduled_runs_skip_paused_connector() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -173,3 +165,14 @@ async fn scheduled_runs_skip_paused_connector() {
     let still_paused = get(&mut client, "app-1", &paused.id).await;
     assert_eq!(status_of(&still_paused).status(), SyncStatus::Disabled);
 }
+
+crate::both_backends!(
+    pause_disables_syncing,
+    pause_without_reason_leaves_reason_empty,
+    second_pause_changes_nothing,
+    pause_rejects_deleted_connector_and_long_reason,
+    running_sync_completes_while_paused,
+    resume_clears_pause_and_queues_sync,
+    resume_of_unpaused_connector_fails,
+    scheduled_runs_skip_paused_connector,
+);

@@ -33,7 +33,6 @@ async fn fail_sync(client: &mut Client, worker: &mut Worker, connector: &pb::Con
     worker.fail(&claimed.id, error, data_drop).await.expect("report the failure")
 }
 
-#[tokio::test]
 async fn sync_runs_from_force_to_download_url() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -85,7 +84,6 @@ async fn sync_runs_from_force_to_download_url() {
     assert_eq!(get_sync(&mut client, &connector, &done.id).await, done, "GetSync differs from the CompleteSync response");
 }
 
-#[tokio::test]
 async fn download_url_without_artifact_is_not_found() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -103,7 +101,6 @@ async fn download_url_without_artifact_is_not_found() {
     expect_code(unknown, Code::NotFound);
 }
 
-#[tokio::test]
 async fn failed_sync_sets_error_status() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -130,7 +127,6 @@ async fn failed_sync_sets_error_status() {
     assert_eq!(status_of(&recovered).last_error, "", "a successful sync kept the last error");
 }
 
-#[tokio::test]
 async fn force_sync_returns_pending_sync() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -145,7 +141,6 @@ async fn force_sync_returns_pending_sync() {
     assert_eq!(list_all_syncs(&mut client, &connector, State::Unspecified).await.len(), 1);
 }
 
-#[tokio::test]
 async fn force_sync_replays_request_id() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -165,7 +160,6 @@ async fn force_sync_replays_request_id() {
     assert_ne!(fresh.expect("response has a sync").id, first.id, "a new request id returned the old sync");
 }
 
-#[tokio::test]
 async fn force_sync_on_paused_connector_fails() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -178,7 +172,6 @@ async fn force_sync_on_paused_connector_fails() {
     assert!(list_all_syncs(&mut client, &connector, State::Unspecified).await.is_empty(), "a sync was queued while paused");
 }
 
-#[tokio::test]
 async fn force_sync_on_deleted_connector_fails() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -192,7 +185,6 @@ async fn force_sync_on_deleted_connector_fails() {
     expect_code(client.force_sync(unknown).await, Code::NotFound);
 }
 
-#[tokio::test]
 async fn confirm_queues_sync_after_data_drop() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -219,7 +211,6 @@ async fn confirm_queues_sync_after_data_drop() {
     expect_code(client.confirm_sync_valid(confirm_request(&connector, &dropped.id)).await, Code::FailedPrecondition);
 }
 
-#[tokio::test]
 async fn confirm_rejects_sync_not_latest() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -237,7 +228,6 @@ async fn confirm_rejects_sync_not_latest() {
     assert_eq!(ids, [newer.id.as_str(), dropped.id.as_str()], "a rejected confirm queued a sync");
 }
 
-#[tokio::test]
 async fn confirm_rejects_sync_without_data_drop() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -259,7 +249,6 @@ async fn confirm_rejects_sync_without_data_drop() {
     assert_eq!(syncs.len(), 3, "a rejected confirm queued a sync: {syncs:?}");
 }
 
-#[tokio::test]
 async fn data_drop_is_done_without_bad_sync_check() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -280,7 +269,6 @@ async fn data_drop_is_done_without_bad_sync_check() {
     expect_code(client.confirm_sync_valid(confirm_request(&connector, &accepted.id)).await, Code::FailedPrecondition);
 }
 
-#[tokio::test]
 async fn claim_waits_for_queued_sync() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -303,7 +291,6 @@ async fn claim_waits_for_queued_sync() {
     assert_eq!(claimed.expect("the waiting claim got a sync").id, queued.id);
 }
 
-#[tokio::test]
 async fn heartbeat_and_complete_need_running_sync() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -323,7 +310,6 @@ async fn heartbeat_and_complete_need_running_sync() {
     assert_eq!(get_sync(&mut client, &connector, &pending.id).await.state(), State::Pending);
 }
 
-#[tokio::test]
 async fn get_sync_is_scoped_to_connector() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -337,7 +323,6 @@ async fn get_sync_is_scoped_to_connector() {
     expect_invalid(client.get_sync(sync_request(&connector, "not/an id")).await, "id");
 }
 
-#[tokio::test]
 async fn list_syncs_pages_newest_first() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -371,7 +356,6 @@ async fn list_syncs_pages_newest_first() {
     assert_eq!(page_sizes, [2, 2, 1]);
 }
 
-#[tokio::test]
 async fn list_syncs_filters_by_state() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -413,7 +397,6 @@ async fn list_syncs_filters_by_state() {
     expect_invalid(client.list_syncs(list_syncs_request(&connector, -1, "", State::Unspecified)).await, "page_size");
 }
 
-#[tokio::test]
 async fn cancel_pending_sync() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -433,7 +416,6 @@ async fn cancel_pending_sync() {
     assert_ne!(next.id, pending.id, "ForceSync after a cancel returned the cancelled sync");
 }
 
-#[tokio::test]
 async fn cancel_running_sync() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -456,7 +438,6 @@ async fn cancel_running_sync() {
     assert_ne!(after.etag, before.etag, "the etag did not change with the status");
 }
 
-#[tokio::test]
 async fn cancel_finished_sync_fails() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -476,7 +457,6 @@ async fn cancel_finished_sync_fails() {
     assert_eq!(get_sync(&mut client, &connector, &failed.id).await, failed, "a rejected cancel changed the failed sync");
 }
 
-#[tokio::test]
 async fn concurrent_force_syncs_queue_one() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -499,7 +479,6 @@ async fn concurrent_force_syncs_queue_one() {
     assert_eq!(list_all_syncs(&mut client, &connector, State::Unspecified).await.len(), 1);
 }
 
-#[tokio::test]
 async fn concurrent_claims_hand_out_sync_once() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -523,7 +502,6 @@ async fn concurrent_claims_hand_out_sync_once() {
     assert!(outcomes.iter().all(Result::is_ok), "a concurrent claim failed: {outcomes:?}");
 }
 
-#[tokio::test]
 async fn worker_requests_are_validated() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -549,7 +527,6 @@ async fn worker_requests_are_validated() {
     assert_eq!(unchanged.state(), State::Running, "a rejected request ended the sync");
 }
 
-#[tokio::test]
 async fn waiting_claim_ends_empty_at_shutdown() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -565,3 +542,29 @@ async fn waiting_claim_ends_empty_at_shutdown() {
     let claimed = claim.await.expect("claim task").expect("a waiting claim ends without an error");
     assert_eq!(claimed, None);
 }
+
+crate::both_backends!(
+    sync_runs_from_force_to_download_url,
+    download_url_without_artifact_is_not_found,
+    failed_sync_sets_error_status,
+    force_sync_returns_pending_sync,
+    force_sync_replays_request_id,
+    force_sync_on_paused_connector_fails,
+    force_sync_on_deleted_connector_fails,
+    confirm_queues_sync_after_data_drop,
+    confirm_rejects_sync_not_latest,
+    confirm_rejects_sync_without_data_drop,
+    data_drop_is_done_without_bad_sync_check,
+    claim_waits_for_queued_sync,
+    heartbeat_and_complete_need_running_sync,
+    get_sync_is_scoped_to_connector,
+    list_syncs_pages_newest_first,
+    list_syncs_filters_by_state,
+    cancel_pending_sync,
+    cancel_running_sync,
+    cancel_finished_sync_fails,
+    concurrent_force_syncs_queue_one,
+    concurrent_claims_hand_out_sync_once,
+    worker_requests_are_validated,
+    waiting_claim_ends_empty_at_shutdown,
+);

@@ -35,7 +35,6 @@ fn local_run(timezone: Tz, date: chrono::NaiveDate, time: NaiveTime, gap_end: Na
     local.with_timezone(&Utc)
 }
 
-#[tokio::test]
 async fn schedule_rejects_bad_cron_spec() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -54,7 +53,6 @@ async fn schedule_rejects_bad_cron_spec() {
     assert_eq!(unchanged.schedule, None, "a rejected schedule was stored");
 }
 
-#[tokio::test]
 async fn schedule_rejects_bad_timezone() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -68,7 +66,6 @@ async fn schedule_rejects_bad_timezone() {
     }
 }
 
-#[tokio::test]
 async fn schedule_of_missing_or_deleted_connector_fails() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -82,7 +79,6 @@ async fn schedule_of_missing_or_deleted_connector_fails() {
     expect_code(client.update_connector_schedule(unknown).await, Code::NotFound);
 }
 
-#[tokio::test]
 async fn schedule_previews_five_utc_runs() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -102,7 +98,6 @@ async fn schedule_previews_five_utc_runs() {
     }
 }
 
-#[tokio::test]
 async fn schedule_runs_follow_timezone_offset() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -143,7 +138,6 @@ async fn schedule_runs_follow_timezone_offset() {
     }
 }
 
-#[tokio::test]
 async fn schedule_is_stored_on_connector() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -167,7 +161,6 @@ async fn schedule_is_stored_on_connector() {
     assert_eq!(unscheduled.schedule, None, "the schedule was not removed");
 }
 
-#[tokio::test]
 async fn due_schedule_queues_sync() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -188,7 +181,6 @@ async fn due_schedule_queues_sync() {
     assert_eq!(scheduled.state(), State::Pending);
 }
 
-#[tokio::test]
 async fn deleted_connector_gets_no_scheduled_runs() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -210,7 +202,6 @@ async fn deleted_connector_gets_no_scheduled_runs() {
     assert!(pending.is_empty(), "the deleted connector has a pending sync: {pending:?}");
 }
 
-#[tokio::test]
 async fn missed_runs_after_restart_queue_once() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -255,7 +246,6 @@ async fn missed_runs_after_restart_queue_once() {
     assert_eq!(syncs.len(), 1, "the missed runs queued more than one sync: {syncs:?}");
 }
 
-#[tokio::test]
 async fn update_rejects_schedule_path() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -274,3 +264,16 @@ async fn update_rejects_schedule_path() {
 
     assert_eq!(get(&mut client, "app-1", &connector.id).await, scheduled, "a rejected update changed the connector");
 }
+
+crate::both_backends!(
+    schedule_rejects_bad_cron_spec,
+    schedule_rejects_bad_timezone,
+    schedule_of_missing_or_deleted_connector_fails,
+    schedule_previews_five_utc_runs,
+    schedule_runs_follow_timezone_offset,
+    schedule_is_stored_on_connector,
+    due_schedule_queues_sync,
+    deleted_connector_gets_no_scheduled_runs,
+    missed_runs_after_restart_queue_once,
+    update_rejects_schedule_path,
+);

@@ -25,6 +25,13 @@ pub const SCHEDULE_PREVIEW_RUNS: usize = 5;
 pub const PAUSED_CATEGORY: &str = "paused";
 /// Most expired leases or due schedules handled in one sweep.
 const SWEEP_BATCH: usize = 100;
+/// Pause between two timer sweeps, which is also how often the timer lease is renewed.
+pub const TIMER_INTERVAL: Duration = Duration::from_secs(1);
+/// Name of the store lease whose holder runs lease expiry and the scheduler.
+pub const TIMER_LEASE: &str = "timers";
+/// How often a waiting ClaimSync looks for a pending sync without being woken. Syncs that
+/// another replica queues on a shared store wake no waiter here.
+const CLAIM_RECHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone)]
 pub struct LifecycleOptions {
@@ -32,11 +39,18 @@ pub struct LifecycleOptions {
     pub sync_lease: Duration,
     /// Maximum time ClaimSync waits for a pending sync.
     pub max_claim_wait: Duration,
+    /// How long one replica keeps running the timers after its last renewal. When it
+    /// stops renewing, another replica on the same store takes over after this time.
+    pub timer_lease: Duration,
 }
 
 impl Default for LifecycleOptions {
     fn default() -> Self {
-        Self { sync_lease: Duration::from_secs(5 * 60), max_claim_wait: Duration::from_secs(30) }
+        Self {
+            sync_lease: Duration::from_secs(5 * 60),
+            max_claim_wait: Duration::from_secs(30),
+            timer_lease: Duration::from_secs(10),
+        }
     }
 }
 
@@ -99,16 +113,21 @@ pub struct SyncLifecycle {
     pending_signal: Notify,
     /// Set once the server shuts down, which ends waiting ClaimSync calls.
     stopping: tokio::sync::watch::Sender<bool>,
+    /// This process's name as holder of the timer lease.
+    timer_holder: String,
 }
 
 impl SyncLifecycle {
     pub fn new(store: Arc<dyn Store>, options: LifecycleOptions) -> Self {
+        let ids = IdGenerator::new();
+        let timer_holder = ids.next_id();
         Self {
             store,
-            ids: IdGenerator::new(),
+            ids,
             options,
             pending_signal: Notify::new(),
             stopping: tokio::sync::watch::Sender::new(false),
+            timer_holder,
         }
     }
 
@@ -116,6 +135,14 @@ impl SyncLifecycle {
     /// workers do not hold a shutdown for its whole grace period.
     pub fn stop_waiting(&self) {
         self.stopping.send_replace(true);
+    }
+
+    /// Gives the timer lease back, if this process holds it, so that another replica takes
+    /// the timers over at once. Call it after the [`run_timers`] task has ended.
+    pub async fn release_timer_lease(&self) {
+        if let Err(error) = self.store.release_lease(TIMER_LEASE, &self.timer_holder).await {
+            tracing::warn!(%error, lease = TIMER_LEASE, holder = %self.timer_holder, "releasing the timer lease failed; another replica takes over when it expires");
+        }
     }
 
     pub fn options(&self) -> &LifecycleOptions {
@@ -417,9 +444,16 @@ impl SyncLifecycle {
             if *stopping.borrow_and_update() {
                 return Ok(None);
             }
+            // Another replica's ForceSync does not wake this one, so the store is checked
+            // again at an interval.
+            let wake_at = deadline.min(tokio::time::Instant::now() + CLAIM_RECHECK_INTERVAL);
             tokio::select! {
                 () = &mut notified => {}
-                () = tokio::time::sleep_until(deadline) => return Ok(None),
+                () = tokio::time::sleep_until(wake_at) => {
+                    if wake_at >= deadline {
+                        return Ok(None);
+                    }
+                }
                 _ = stopping.changed() => return Ok(None),
             }
         }
@@ -642,12 +676,33 @@ pub(super) fn cancelled(mut sync: SyncRun, reason: &str, now: DateTime<Utc>) -> 
     Versioned::replacing(sync, expected)
 }
 
-/// Runs lease expiry and the scheduler once a second until the task is dropped.
+/// Runs lease expiry and the scheduler once a second until the task is dropped, but only
+/// while this process holds the store's [`TIMER_LEASE`]. So replicas on one store run the
+/// timers one at a time, and the timers of a stopped replica resume elsewhere within the
+/// lease time. When two replicas overlap anyway (after a pause longer than the lease),
+/// revision checks still keep each due run and each expiry to one write.
 pub async fn run_timers(lifecycle: Arc<SyncLifecycle>) {
-    let mut interval = tokio::time::interval(Duration::from_secs(1));
+    let holder = &lifecycle.timer_holder;
+    let lease = lifecycle.options.timer_lease;
+    let mut leading = false;
+    let mut interval = tokio::time::interval(TIMER_INTERVAL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
+        let holds_lease = match lifecycle.store.acquire_lease(TIMER_LEASE, holder, lease).await {
+            Ok(granted) => granted,
+            Err(error) => {
+                tracing::warn!(%error, lease = TIMER_LEASE, %holder, "renewing the timer lease failed; retrying in a second");
+                false
+            }
+        };
+        if holds_lease != leading {
+            tracing::info!(lease = TIMER_LEASE, %holder, holds_lease, "timer lease changed hands");
+            leading = holds_lease;
+        }
+        if !holds_lease {
+            continue;
+        }
         let now = Utc::now();
         if let Err(error) = lifecycle.expire_leases(now).await {
             tracing::warn!(%error, "expiring sync leases failed; retrying in a second");

@@ -274,7 +274,7 @@ impl From<StoreError> for Error {
                 )
             }
             StoreError::Closed => Error::Unavailable("the server is shutting down".to_owned()),
-            error @ StoreError::Flush(_) => Error::Unavailable(error.to_string()),
+            error @ (StoreError::Flush(_) | StoreError::Unavailable(_)) => Error::Unavailable(error.to_string()),
             error @ (StoreError::Corrupt { .. } | StoreError::Backend(_)) => {
                 Error::Internal(error.to_string())
             }

@@ -3,16 +3,23 @@
 //! A store knows keys, encodings and durability. Every write method returns only after the
 //! change is durable, and every multi-key change is atomic.
 
+mod backend;
 mod disk_space;
 mod group_commit;
+pub mod migrate;
+pub mod postgres;
 mod record;
 pub mod sled_store;
+
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{Connector, ConnectorKey, Credential, SyncRun, SyncState};
 
+pub use backend::{OpenStoreError, StoreBackend, open_store};
+pub use postgres::{DatabaseUrl, PostgresStore, PostgresStoreOptions};
 pub use sled_store::{SledStore, SledStoreOptions};
 
 /// Failure of a store operation.
@@ -38,6 +45,10 @@ pub enum StoreError {
     /// The store is shutting down and accepts no more writes.
     #[error("store is closed")]
     Closed,
+    /// The database server cannot be reached or cannot serve now (lost connection,
+    /// timeout, restart); retrying later may succeed. The text is safe to show to clients.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// Outcome of [`Store::insert_connector`].
@@ -133,6 +144,21 @@ pub trait Store: Send + Sync + 'static {
     /// Returns the error that writes would fail with now for a reason that outlasts one
     /// request, such as a full disk, or `Ok` when writes are expected to succeed.
     fn check_writable(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Takes or renews the lease `name` for `holder` until `duration` from now, and returns
+    /// whether `holder` holds it afterwards. A lease that its holder stopped renewing passes
+    /// to the next caller once `duration` has run out. A store that only one process opens
+    /// grants every call, which the default does.
+    async fn acquire_lease(&self, name: &str, holder: &str, duration: Duration) -> Result<bool, StoreError> {
+        let _ = (name, holder, duration);
+        Ok(true)
+    }
+
+    /// Ends the lease `name` if `holder` holds it, so that the next caller gets it at once.
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        let _ = (name, holder);
         Ok(())
     }
 }

@@ -298,6 +298,42 @@ async fn run_transaction<T: Send + 'static>(
         .map_err(|error| StoreError::Backend(format!("transaction task failed: {error}")))?
 }
 
+impl SledStore {
+    /// Reads every record, for `connectord migrate`. Records written during the read may
+    /// be missed, so stop the server on this directory first.
+    pub fn snapshot(&self) -> Result<super::migrate::Snapshot, StoreError> {
+        let read_error = |tree: &str, error: sled::Error| StoreError::Backend(format!("reading tree {tree} failed: {error}"));
+        let mut snapshot = super::migrate::Snapshot::default();
+        for entry in self.connectors.iter() {
+            let (key, value) = entry.map_err(|error| read_error("connectors", error))?;
+            snapshot.connectors.push(decode_connector(&key, &value)?);
+        }
+        for entry in self.syncs.iter() {
+            let (key, value) = entry.map_err(|error| read_error("syncs", error))?;
+            snapshot.syncs.push(decode_sync(&key, &value)?);
+        }
+        for entry in self.credentials.iter() {
+            let (key, value) = entry.map_err(|error| read_error("credentials", error))?;
+            snapshot.credentials.push(decode_credential(&key, &value)?);
+        }
+        for entry in self.request_ids.iter() {
+            let (key, value) = entry.map_err(|error| read_error("request_ids", error))?;
+            let text = String::from_utf8_lossy(&key).into_owned();
+            let Some((app_id, request_id)) = text.split_once('\0') else {
+                return Err(StoreError::Corrupt { key: text, reason: "request-id key has no app id".to_owned() });
+            };
+            let (connector_id, recorded_at) = decode_request_id(&key, &value)?;
+            snapshot.request_ids.push(super::migrate::RequestIdEntry {
+                app_id: app_id.to_owned(),
+                request_id: request_id.to_owned(),
+                connector_id,
+                recorded_at,
+            });
+        }
+        Ok(snapshot)
+    }
+}
+
 /// Flushes sled's log, then fsyncs the data file: sled's own flush uses `sync_file_range`
 /// on Linux, which does not reach the device cache, so without the fsync a power loss could
 /// undo acknowledged writes.

@@ -4,6 +4,7 @@
 // Each test file compiles this module on its own and uses only part of it.
 #![allow(dead_code)]
 pub mod lifecycle;
+pub mod postgres;
 
 use std::{
     net::SocketAddr,
@@ -61,10 +62,12 @@ impl TestServer {
 
     /// Starts a server on a new temporary data directory after `configure` has adjusted
     /// the options (descriptor sets, config size limit).
+    /// Inside [`on_postgres`] the server keeps its data in a new PostgreSQL schema instead.
     pub async fn start_with(configure: impl FnOnce(&mut ServeOptions)) -> Self {
         let data_dir = TempDir::new().expect("create a temporary data directory");
         let mut options = ServeOptions::new(data_dir.path());
         options.shutdown_grace = TEST_SHUTDOWN_GRACE;
+        options.postgres = postgres::scoped_store_options().await;
         configure(&mut options);
         Self::spawn(data_dir, options).await
     }
@@ -72,6 +75,29 @@ impl TestServer {
     /// Starts a server on an existing data directory, such as one that [`Self::stop`]
     /// returned, with `options`.
     pub async fn start_on(data_dir: TempDir, options: ServeOptions) -> Self {
+        Self::spawn(data_dir, options).await
+    }
+
+    /// Starts `count` servers that share one new PostgreSQL schema, as replicas behind a
+    /// load balancer would. Must run inside [`on_postgres`].
+    pub async fn start_replicas(count: usize, configure: impl FnOnce(&mut ServeOptions)) -> Vec<Self> {
+        assert!(postgres::in_postgres_scope(), "start_replicas runs inside on_postgres");
+        let first = Self::start_with(configure).await;
+        let mut servers = Vec::with_capacity(count);
+        for _ in 1..count {
+            servers.push(first.start_replica().await);
+        }
+        servers.insert(0, first);
+        servers
+    }
+
+    /// Starts another server with this one's options and PostgreSQL schema, on a new data
+    /// directory.
+    pub async fn start_replica(&self) -> Self {
+        assert!(self.options.postgres.is_some(), "only a server on PostgreSQL can have replicas");
+        let data_dir = TempDir::new().expect("create a temporary data directory");
+        let mut options = self.options.clone();
+        options.data_dir = data_dir.path().to_path_buf();
         Self::spawn(data_dir, options).await
     }
 

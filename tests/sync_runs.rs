@@ -536,11 +536,15 @@ async fn waiting_claim_ends_empty_at_shutdown() {
     // Lets the claim reach its wait before the shutdown starts.
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    // Without the early end, the claim would outlast the test server's 5 s grace period
-    // and fail as cancelled.
-    server.stop().await;
-    let claimed = claim.await.expect("claim task").expect("a waiting claim ends without an error");
+    // Without the early end, the claim would wait out its 25 s, far past the shutdown.
+    let stopped = tokio::spawn(server.stop());
+    let claimed = tokio::time::timeout(Duration::from_secs(10), claim)
+        .await
+        .expect("the waiting claim did not end when shutdown started")
+        .expect("claim task")
+        .expect("a waiting claim ends without an error");
     assert_eq!(claimed, None);
+    stopped.await.expect("server stops");
 }
 
 crate::both_backends!(

@@ -95,6 +95,7 @@ contract!(
     client_id_is_unique,
     purge_removes_only_old_request_ids,
     concurrent_writers_one_winner,
+    concurrent_failures_leave_no_trace,
     closed_store_rejects_writes,
     store_reports_writable,
 );
@@ -561,6 +562,64 @@ async fn concurrent_writers_one_winner(store: Arc<dyn Store>) {
         }
     }
     assert_eq!(queued.len(), 1, "queued: {queued:?}");
+}
+
+/// Many writers at once, every other one failing after its first record. A backend may
+/// apply concurrent writes together; the failed ones must still leave nothing behind, and
+/// the others must all land.
+async fn concurrent_failures_leave_no_trace(store: Arc<dyn Store>) {
+    const WRITERS: usize = 48;
+    let taken = insert(&store, "app", "taken").await;
+    store
+        .apply(&Batch { credentials: vec![Versioned::new(credential(&taken.key(), "c0", "cdc_taken"))], ..Batch::default() })
+        .await
+        .unwrap();
+    let mut connectors = Vec::new();
+    for index in 0..WRITERS {
+        connectors.push(insert(&store, "app", &format!("w{index:02}")).await);
+    }
+
+    // Even writers queue a sync and add a credential with a fresh client id; odd writers
+    // do the same with the taken client id, so their batch fails after the sync.
+    let writers: Vec<_> = connectors
+        .iter()
+        .enumerate()
+        .map(|(index, connector)| {
+            let store = Arc::clone(&store);
+            let key = connector.key();
+            let client_id = if index % 2 == 0 { format!("cdc_{index}") } else { "cdc_taken".to_owned() };
+            let batch = Batch {
+                syncs: vec![Versioned::new(sync(&key, "s1", SyncState::Pending))],
+                credentials: vec![Versioned::new(credential(&key, "c1", &client_id))],
+                ..Batch::default()
+            };
+            tokio::spawn(async move { store.apply(&batch).await })
+        })
+        .collect();
+    for (index, handle) in writers.into_iter().enumerate() {
+        let result = tokio::time::timeout(Duration::from_secs(30), handle).await.expect("writer finishes").expect("no panic");
+        if index % 2 == 0 {
+            assert!(result.is_ok(), "writer {index}: {result:?}");
+        } else {
+            assert_conflict(result, &format!("writer {index}"));
+        }
+    }
+
+    for (index, connector) in connectors.iter().enumerate() {
+        let key = connector.key();
+        let pending = store.pending_sync(&key).await.unwrap();
+        let credential = store.get_credential(&key, "c1").await.unwrap();
+        if index % 2 == 0 {
+            assert_eq!(pending.map(|sync| sync.id), Some("s1".to_owned()), "writer {index}");
+            assert_eq!(credential.map(|credential| credential.client_id), Some(format!("cdc_{index}")));
+        } else {
+            assert!(pending.is_none(), "failed writer {index} left a pending sync");
+            assert!(store.get_sync(&key, "s1").await.unwrap().is_none(), "failed writer {index} left its sync");
+            assert!(credential.is_none(), "failed writer {index} left a credential");
+        }
+    }
+    let owner = store.find_credential("cdc_taken").await.unwrap().expect("the taken client id stays");
+    assert_eq!(owner.connector_id, "taken");
 }
 
 async fn closed_store_rejects_writes(store: Arc<dyn Store>) {

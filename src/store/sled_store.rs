@@ -23,21 +23,21 @@ use std::{
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sled::{
-    Transactional,
-    transaction::{ConflictableTransactionError, TransactionError, TransactionalTree},
-};
+use sled::transaction::ConflictableTransactionError;
+use writer::{Trees, Write, Writer, Written};
 
 use super::{
-    Batch, Inserted, Store, StoreError, Versioned,
+    Batch, Inserted, Store, StoreError,
     disk_space::{DiskSpaceReserve, is_no_space},
     group_commit::GroupCommit,
     record::{
         decode_connector, decode_credential, decode_request_id, decode_sync, encode_connector,
-        encode_credential, encode_request_id, encode_sync, stored_revision, to_nanos,
+        stored_revision, to_nanos,
     },
 };
 use crate::domain::{Connector, ConnectorKey, Credential, SyncRun, SyncState};
+
+mod writer;
 
 #[derive(Debug, Clone)]
 pub struct SledStoreOptions {
@@ -83,6 +83,7 @@ pub struct SledStore {
     sync_request_ids: sled::Tree,
     credentials: sled::Tree,
     credential_clients: sled::Tree,
+    writer: Writer,
     commit: Arc<GroupCommit>,
     disk_space: DiskSpaceReserve,
     skip_flush: bool,
@@ -129,6 +130,19 @@ impl SledStore {
         let flush_db = db.clone();
         let commit = GroupCommit::start(Arc::new(move || flush_durably(&flush_db, &data_file)));
 
+        let writer = Writer::start(Trees {
+            connectors: connectors.clone(),
+            live_connectors: live_connectors.clone(),
+            request_ids: request_ids.clone(),
+            schedule_due: schedule_due.clone(),
+            syncs: syncs.clone(),
+            pending_syncs: pending_syncs.clone(),
+            sync_leases: sync_leases.clone(),
+            sync_request_ids: sync_request_ids.clone(),
+            credentials: credentials.clone(),
+            credential_clients: credential_clients.clone(),
+        });
+
         Ok(Self {
             connectors,
             live_connectors,
@@ -140,6 +154,7 @@ impl SledStore {
             sync_request_ids,
             credentials,
             credential_clients,
+            writer,
             commit,
             disk_space: DiskSpaceReserve::new(options.path.clone(), options.min_free_disk_bytes),
             skip_flush: options.unsafe_skip_flush_for_tests,
@@ -285,19 +300,6 @@ fn check_revision(
     }
 }
 
-/// Runs a sled transaction on tokio's blocking pool. A sled 0.34 transaction takes sled's
-/// global write lock, and `Db::flush` holds that lock's read side until the log is on disk,
-/// so a transaction can wait for a whole flush. On a runtime worker that wait would stall
-/// every request on the worker, and on one CPU it would leave no request to batch into the
-/// next flush.
-async fn run_transaction<T: Send + 'static>(
-    transaction: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, StoreError> {
-    tokio::task::spawn_blocking(transaction)
-        .await
-        .map_err(|error| StoreError::Backend(format!("transaction task failed: {error}")))?
-}
-
 impl SledStore {
     /// Reads every record, for `connectord migrate`. Records written during the read may
     /// be missed, so stop the server on this directory first.
@@ -404,13 +406,6 @@ fn backend_error(error: sled::Error) -> StoreError {
     }
 }
 
-fn transaction_error(error: TransactionError<StoreError>) -> StoreError {
-    match error {
-        TransactionError::Abort(error) => error,
-        TransactionError::Storage(error) => backend_error(error),
-    }
-}
-
 fn abort(error: StoreError) -> ConflictableTransactionError<StoreError> {
     ConflictableTransactionError::Abort(error)
 }
@@ -436,40 +431,15 @@ impl Store for SledStore {
         request_id: Option<&str>,
     ) -> Result<Inserted, StoreError> {
         self.ensure_open()?;
-        let key = connector_key(&connector.key());
-        let value = encode_connector(connector);
-        let request_key = request_id.map(|request_id| scoped_key(&connector.app_id, request_id));
-        let request_value = encode_request_id(&connector.id, connector.created_at);
-
-        let trees = (self.connectors.clone(), self.live_connectors.clone(), self.request_ids.clone());
-        let app_id = connector.app_id.clone();
-        let outcome = run_transaction(move || {
-            let (connectors, live_connectors, request_ids) = &trees;
-            (connectors, live_connectors, request_ids)
-                .transaction(|(connectors, live_connectors, request_ids)| {
-                    if let Some(request_key) = &request_key {
-                        if let Some(existing) = request_ids.get(request_key)? {
-                            let (existing_id, _) =
-                                decode_request_id(request_key, &existing).map_err(abort)?;
-                            let existing_key = scoped_key(&app_id, &existing_id);
-                            let Some(bytes) = connectors.get(&existing_key)? else {
-                                return Err(abort(StoreError::Corrupt {
-                                    key: String::from_utf8_lossy(request_key).replace('\0', "/"),
-                                    reason: format!("request id names missing connector {existing_id}"),
-                                }));
-                            };
-                            let existing = decode_connector(&existing_key, &bytes).map_err(abort)?;
-                            return Ok(Inserted::Replayed(existing));
-                        }
-                        request_ids.insert(request_key.as_slice(), request_value.as_slice())?;
-                    }
-                    connectors.insert(key.as_slice(), value.as_slice())?;
-                    live_connectors.insert(key.as_slice(), &[] as &[u8])?;
-                    Ok(Inserted::Created)
-                })
-                .map_err(transaction_error)
-        })
-        .await?;
+        let write = Write::InsertConnector {
+            connector: Box::new(connector.clone()),
+            encoded: encode_connector(connector),
+            request_id: request_id.map(str::to_owned),
+        };
+        let outcome = match self.writer.submit(write).await? {
+            Written::Inserted(outcome) => *outcome,
+            Written::Applied => return Err(StoreError::Backend("the writer answered an insert as a batch".to_owned())),
+        };
 
         // A replay waits too: the first insert may still be waiting for its own flush.
         self.wait_durable().await?;
@@ -531,37 +501,7 @@ impl Store for SledStore {
     ))]
     async fn apply(&self, batch: &Batch) -> Result<(), StoreError> {
         self.ensure_open()?;
-        let trees = (
-            self.connectors.clone(),
-            self.live_connectors.clone(),
-            self.schedule_due.clone(),
-            self.syncs.clone(),
-            self.pending_syncs.clone(),
-            self.sync_leases.clone(),
-            self.sync_request_ids.clone(),
-            self.credentials.clone(),
-            self.credential_clients.clone(),
-        );
-        let batch = batch.clone();
-        run_transaction(move || {
-            let (connectors, live, schedule_due, syncs, pending, leases, sync_requests, credentials, clients) = &trees;
-            (connectors, live, schedule_due, syncs, pending, leases, sync_requests, credentials, clients)
-                .transaction(|(connectors, live, schedule_due, syncs, pending, leases, sync_requests, credentials, clients)| {
-                    if let Some(write) = &batch.connector {
-                        write_connector(write, connectors, live, schedule_due)?;
-                    }
-                    for write in &batch.syncs {
-                        write_sync(write, syncs, pending, leases, sync_requests)?;
-                    }
-                    for write in &batch.credentials {
-                        write_credential(write, credentials, clients)?;
-                    }
-                    Ok(())
-                })
-                .map_err(transaction_error)
-        })
-        .await?;
-
+        self.writer.submit(Write::Apply(Box::new(batch.clone()))).await?;
         self.wait_durable().await
     }
 
@@ -688,6 +628,8 @@ impl Store for SledStore {
 
     async fn close(&self) -> Result<(), StoreError> {
         self.commit.close();
+        // Writes already queued are applied first, so the flush below covers them.
+        self.writer.stop().await;
         let result = self.commit.wait_durable().await;
         self.commit.stop_flusher();
         result
@@ -757,105 +699,4 @@ mod tests {
         let ids: Vec<&str> = page.iter().map(|connector| connector.id.as_str()).collect();
         assert_eq!(ids, ["a", "c"]);
     }
-}
-
-fn write_connector(
-    write: &Versioned<Connector>,
-    connectors: &TransactionalTree,
-    live: &TransactionalTree,
-    schedule_due: &TransactionalTree,
-) -> Abortable<()> {
-    let connector = &write.record;
-    let key = connector_key(&connector.key());
-    let stored = connectors.get(&key)?;
-    check_revision(&key, stored.as_deref(), write.expected_revision, &connector.key().to_string())?;
-
-    if let Some(stored) = &stored {
-        let old = decode_connector(&key, stored).map_err(abort)?;
-        if let Some(entry) = schedule_entry(&old, &key) {
-            schedule_due.remove(entry)?;
-        }
-    }
-    connectors.insert(key.as_slice(), encode_connector(connector))?;
-    if connector.is_deleted() {
-        live.remove(key.as_slice())?;
-    } else {
-        live.insert(key.as_slice(), &[] as &[u8])?;
-    }
-    if let Some(entry) = schedule_entry(connector, &key) {
-        schedule_due.insert(entry, &[] as &[u8])?;
-    }
-    Ok(())
-}
-
-fn write_sync(
-    write: &Versioned<SyncRun>,
-    syncs: &TransactionalTree,
-    pending: &TransactionalTree,
-    leases: &TransactionalTree,
-    request_ids: &TransactionalTree,
-) -> Abortable<()> {
-    let sync = &write.record;
-    let key = sync_key(sync);
-    let connector = scoped_key(&sync.app_id, &sync.connector_id);
-    let what = format!("sync {} of connector {} in app {}", sync.id, sync.connector_id, sync.app_id);
-    let stored = syncs.get(&key)?;
-    check_revision(&key, stored.as_deref(), write.expected_revision, &what)?;
-    let old = stored.as_ref().map(|bytes| decode_sync(&key, bytes)).transpose().map_err(abort)?;
-
-    // At most one pending sync per connector.
-    let pending_id = pending.get(&connector)?;
-    let is_this = |id: &sled::IVec| id.as_ref() == sync.id.as_bytes();
-    if sync.state == SyncState::Pending {
-        if let Some(other) = pending_id.as_ref().filter(|id| !is_this(id)) {
-            return Err(abort(StoreError::Conflict(format!(
-                "connector {} already has pending sync {}",
-                sync.connector_id,
-                String::from_utf8_lossy(other)
-            ))));
-        }
-        pending.insert(connector.as_slice(), sync.id.as_bytes())?;
-    } else if pending_id.as_ref().is_some_and(is_this) {
-        pending.remove(connector.as_slice())?;
-    }
-
-    if let Some(entry) = old.as_ref().and_then(|old| lease_entry(old, &key)) {
-        leases.remove(entry)?;
-    }
-    if let Some(entry) = lease_entry(sync, &key) {
-        leases.insert(entry, &[] as &[u8])?;
-    }
-
-    if let Some(request_id) = &sync.request_id
-        && old.as_ref().is_none_or(|old| old.request_id.is_none())
-    {
-        let request_key = child_key(&connector, request_id);
-        if request_ids.get(&request_key)?.is_some() {
-            return Err(abort(StoreError::Conflict(format!("request id {request_id} was already used"))));
-        }
-        request_ids.insert(request_key, sync.id.as_bytes())?;
-    }
-
-    syncs.insert(key, encode_sync(sync))?;
-    Ok(())
-}
-
-fn write_credential(
-    write: &Versioned<Credential>,
-    credentials: &TransactionalTree,
-    clients: &TransactionalTree,
-) -> Abortable<()> {
-    let credential = &write.record;
-    let key = credential_key(credential);
-    let what = format!("credential {} of connector {}", credential.id, credential.connector_id);
-    let stored = credentials.get(&key)?;
-    check_revision(&key, stored.as_deref(), write.expected_revision, &what)?;
-    if stored.is_none() {
-        if clients.get(credential.client_id.as_bytes())?.is_some() {
-            return Err(abort(StoreError::Conflict(format!("client id {} is taken", credential.client_id))));
-        }
-        clients.insert(credential.client_id.as_bytes(), key.as_slice())?;
-    }
-    credentials.insert(key, encode_credential(credential))?;
-    Ok(())
 }

@@ -579,8 +579,8 @@ async fn concurrent_failures_leave_no_trace(store: Arc<dyn Store>) {
         connectors.push(insert(&store, "app", &format!("w{index:02}")).await);
     }
 
-    // Even writers queue a sync and add a credential with a fresh client id; odd writers
-    // do the same with the taken client id, so their batch fails after the sync.
+    // Even writers queue a sync and add a credential with a fresh client id. Odd writers
+    // use the taken client id, so their batch fails after the sync.
     let writers: Vec<_> = connectors
         .iter()
         .enumerate()

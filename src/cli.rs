@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::{
     admission::AdmissionLimits,
     connection_limit::ConnectionLimits,
-    server::{DEFAULT_MIN_FREE_DISK_BYTES, ServeOptions},
+    server::{DEFAULT_MIN_FREE_DISK_BYTES, DEFAULT_SLED_CACHE_BYTES, ServeOptions},
     store::{DatabaseUrl, PostgresStoreOptions},
 };
 
@@ -189,6 +189,11 @@ pub struct ServeArgs {
     #[arg(long, env = "CONNECTORD_MIN_FREE_DISK_BYTES", default_value_t = DEFAULT_MIN_FREE_DISK_BYTES)]
     pub min_free_disk_bytes: u64,
 
+    /// Size in bytes of sled's page cache. Pages of a data set larger than the cache are
+    /// read and decoded again on a miss, so reads slow down as the data set grows past it.
+    #[arg(long, env = "CONNECTORD_SLED_CACHE_BYTES", default_value_t = DEFAULT_SLED_CACHE_BYTES)]
+    pub sled_cache_bytes: u64,
+
     /// UNSAFE, for crash tests only: acknowledge writes before they are durable, so a crash
     /// loses them.
     #[arg(long, env = "CONNECTORD_UNSAFE_SKIP_FLUSH_FOR_TESTS", hide = true)]
@@ -292,6 +297,7 @@ impl ServeArgs {
                 queue_timeout: self.queue_timeout,
             },
             min_free_disk_bytes: self.min_free_disk_bytes,
+            sled_cache_bytes: self.sled_cache_bytes,
             unsafe_skip_flush_for_tests: self.unsafe_skip_flush_for_tests,
             credential_rotation_grace: self.credential_rotation_grace,
             sync_lease: self.sync_lease,
@@ -327,8 +333,20 @@ mod tests {
 
     #[test]
     fn limit_flags_reach_serve_options() {
-        let cli = Cli::try_parse_from(["connectord", "--max-connections", "8", "--handshake-timeout", "2s", "--max-concurrent-requests", "4"]).unwrap();
+        let cli = Cli::try_parse_from([
+            "connectord",
+            "--max-connections",
+            "8",
+            "--handshake-timeout",
+            "2s",
+            "--max-concurrent-requests",
+            "4",
+            "--sled-cache-bytes",
+            "1048576",
+        ])
+        .unwrap();
         let options = cli.into_serve_args().serve_options();
+        assert_eq!(options.sled_cache_bytes, 1_048_576);
         assert_eq!(options.connection_limits.max_connections, 8);
         assert_eq!(options.connection_limits.handshake_timeout, Duration::from_secs(2));
         assert_eq!(options.admission.max_concurrent_requests, 4);
@@ -343,6 +361,7 @@ mod tests {
         assert_eq!(from_flags.connection_limits.handshake_timeout, Duration::from_secs(10));
         assert_eq!(from_flags.admission, from_library.admission);
         assert_eq!(from_flags.min_free_disk_bytes, from_library.min_free_disk_bytes);
+        assert_eq!(from_flags.sled_cache_bytes, from_library.sled_cache_bytes);
     }
 
     #[test]

@@ -39,6 +39,8 @@ const REQUEST_ID_PURGE_INTERVAL: Duration = Duration::from_secs(60 * 60);
 /// Default free-space reserve of the data directory's file system, in bytes.
 // NOTE: an estimate that leaves sled room for its log segments and snapshots, not measured.
 pub const DEFAULT_MIN_FREE_DISK_BYTES: u64 = 64 * 1024 * 1024;
+/// Default size of sled's page cache.
+pub const DEFAULT_SLED_CACHE_BYTES: u64 = crate::store::sled_store::DEFAULT_CACHE_CAPACITY_BYTES;
 
 /// Failure to build or run the server.
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +90,8 @@ pub struct ServeOptions {
     pub admission: AdmissionLimits,
     /// Free bytes kept on the data directory's file system; writes fail below it.
     pub min_free_disk_bytes: u64,
+    /// Size of sled's page cache in bytes.
+    pub sled_cache_bytes: u64,
     /// UNSAFE, for tests only: see [`SledStoreOptions::unsafe_skip_flush_for_tests`].
     pub unsafe_skip_flush_for_tests: bool,
     /// How long older credentials keep working after a rotation.
@@ -121,6 +125,7 @@ impl ServeOptions {
             connection_limits: ConnectionLimits::default(),
             admission: AdmissionLimits::default(),
             min_free_disk_bytes: DEFAULT_MIN_FREE_DISK_BYTES,
+            sled_cache_bytes: DEFAULT_SLED_CACHE_BYTES,
             unsafe_skip_flush_for_tests: false,
             credential_rotation_grace: DEFAULT_CREDENTIAL_ROTATION_GRACE,
             sync_lease: LifecycleOptions::default().sync_lease,
@@ -288,6 +293,7 @@ pub async fn run(
         Some(postgres) => StoreBackend::Postgres(postgres.clone()),
         None => StoreBackend::Sled(SledStoreOptions {
             min_free_disk_bytes: options.min_free_disk_bytes,
+            cache_capacity_bytes: options.sled_cache_bytes,
             unsafe_skip_flush_for_tests: options.unsafe_skip_flush_for_tests,
             ..SledStoreOptions::new(&options.data_dir)
         }),

@@ -39,6 +39,9 @@ use crate::domain::{Connector, ConnectorKey, Credential, SyncRun, SyncState};
 
 mod writer;
 
+/// Default size of sled's page cache in bytes.
+pub const DEFAULT_CACHE_CAPACITY_BYTES: u64 = 256 * 1024 * 1024;
+
 #[derive(Debug, Clone)]
 pub struct SledStoreOptions {
     pub path: PathBuf,
@@ -57,7 +60,7 @@ impl SledStoreOptions {
     pub fn new(path: impl Into<PathBuf>) -> Self {
         Self {
             path: path.into(),
-            cache_capacity_bytes: 256 * 1024 * 1024,
+            cache_capacity_bytes: DEFAULT_CACHE_CAPACITY_BYTES,
             min_free_disk_bytes: 0,
             unsafe_skip_flush_for_tests: false,
         }

@@ -299,6 +299,17 @@ impl SyncLifecycle {
             })?),
             None => None,
         };
+        if let (Some(cron), Some((cron_spec, _))) = (&parsed, schedule)
+            && cron.next_after(Utc::now()).is_none()
+        {
+            return Err(Error::invalid(
+                "cron.cron_spec",
+                format!(
+                    "{} matches no date, so the schedule would never run; check the day of month against the month",
+                    super::connector_text::shorten(cron_spec)
+                ),
+            ));
+        }
 
         with_retries("UpdateConnectorSchedule", || async {
             let connector = self.live_connector(key).await?;

@@ -295,6 +295,8 @@ async fn new_record_that_exists_conflicts(store: Arc<dyn Store>) {
         store.apply(&Batch { connector: Some(Versioned::new(existing.clone())), ..Batch::default() }).await,
         "second insert of a connector",
     );
+    let again = store.insert_connector(&existing, None).await.map(|_| ());
+    assert_conflict(again, "second insert_connector with the same id");
 
     let key = existing.key();
     let done = sync(&key, "s1", SyncState::Done);

@@ -25,6 +25,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[expect(clippy::large_enum_variant, reason = "parsed once per process, so its size does not matter")]
 pub enum Command {
     /// Run the gRPC server (the default).
     Serve(ServeArgs),

@@ -427,7 +427,7 @@ fn connector_key(key: &ConnectorKey) -> Vec<u8> {
 
 #[async_trait]
 impl Store for SledStore {
-    #[tracing::instrument(name = "store.insert_connector", skip_all, fields(app_id = %connector.app_id, connector_id = %connector.id))]
+    #[tracing::instrument(level = "debug", name = "store.insert_connector", skip_all, fields(app_id = %connector.app_id, connector_id = %connector.id))]
     async fn insert_connector(
         &self,
         connector: &Connector,
@@ -449,12 +449,12 @@ impl Store for SledStore {
         Ok(outcome)
     }
 
-    #[tracing::instrument(name = "store.get_connector", skip_all, fields(app_id = %key.app_id, connector_id = %key.id))]
+    #[tracing::instrument(level = "debug", name = "store.get_connector", skip_all, fields(app_id = %key.app_id, connector_id = %key.id))]
     async fn get_connector(&self, key: &ConnectorKey) -> Result<Option<Connector>, StoreError> {
         self.read_connector(&connector_key(key))
     }
 
-    #[tracing::instrument(name = "store.list_connectors", skip(self))]
+    #[tracing::instrument(level = "debug", name = "store.list_connectors", skip(self))]
     async fn list_connectors(
         &self,
         app_id: &str,
@@ -497,7 +497,7 @@ impl Store for SledStore {
         Ok(page)
     }
 
-    #[tracing::instrument(name = "store.apply", skip_all, fields(
+    #[tracing::instrument(level = "debug", name = "store.apply", skip_all, fields(
         connector = batch.connector.is_some(),
         syncs = batch.syncs.len(),
         credentials = batch.credentials.len(),
@@ -602,7 +602,7 @@ impl Store for SledStore {
         }
     }
 
-    #[tracing::instrument(name = "store.purge_request_ids", skip(self))]
+    #[tracing::instrument(level = "debug", name = "store.purge_request_ids", skip(self))]
     async fn purge_request_ids(&self, cutoff: DateTime<Utc>) -> Result<usize, StoreError> {
         self.ensure_open()?;
         // NOTE: this scans every recorded request id. That is fine once an hour for millions

@@ -277,7 +277,7 @@ impl PostgresStore {
 
 #[async_trait]
 impl Store for PostgresStore {
-    #[tracing::instrument(name = "store.insert_connector", skip_all, fields(app_id = %connector.app_id, connector_id = %connector.id))]
+    #[tracing::instrument(level = "debug", name = "store.insert_connector", skip_all, fields(app_id = %connector.app_id, connector_id = %connector.id))]
     async fn insert_connector(&self, connector: &Connector, request_id: Option<&str>) -> Result<Inserted, StoreError> {
         self.ensure_open()?;
         self.guarded(async {
@@ -290,12 +290,12 @@ impl Store for PostgresStore {
         .await
     }
 
-    #[tracing::instrument(name = "store.get_connector", skip_all, fields(app_id = %key.app_id, connector_id = %key.id))]
+    #[tracing::instrument(level = "debug", name = "store.get_connector", skip_all, fields(app_id = %key.app_id, connector_id = %key.id))]
     async fn get_connector(&self, key: &ConnectorKey) -> Result<Option<Connector>, StoreError> {
         self.guarded(async { read::connector(&self.client().await?, key).await }).await
     }
 
-    #[tracing::instrument(name = "store.list_connectors", skip(self))]
+    #[tracing::instrument(level = "debug", name = "store.list_connectors", skip(self))]
     async fn list_connectors(
         &self,
         app_id: &str,
@@ -307,7 +307,7 @@ impl Store for PostgresStore {
             .await
     }
 
-    #[tracing::instrument(name = "store.apply", skip_all, fields(
+    #[tracing::instrument(level = "debug", name = "store.apply", skip_all, fields(
         connector = batch.connector.is_some(),
         syncs = batch.syncs.len(),
         credentials = batch.credentials.len(),
@@ -370,7 +370,7 @@ impl Store for PostgresStore {
         self.guarded(async { read::credential_by_client_id(&self.client().await?, client_id).await }).await
     }
 
-    #[tracing::instrument(name = "store.purge_request_ids", skip(self))]
+    #[tracing::instrument(level = "debug", name = "store.purge_request_ids", skip(self))]
     async fn purge_request_ids(&self, cutoff: DateTime<Utc>) -> Result<usize, StoreError> {
         self.ensure_open()?;
         self.guarded(async {

@@ -24,14 +24,14 @@ use std::{
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sled::transaction::ConflictableTransactionError;
-use writer::{Trees, Write, Writer, Written};
+use writer::{NewConnector, Trees, Write, Writer, Written};
 
 use super::{
     Batch, Inserted, Store, StoreError,
     disk_space::{DiskSpaceReserve, is_no_space},
     group_commit::GroupCommit,
     record::{
-        decode_connector, decode_credential, decode_request_id, decode_sync, encode_connector,
+        decode_connector, decode_credential, decode_request_id, decode_sync, encode_connector, encode_request_id,
         stored_revision, to_nanos,
     },
 };
@@ -434,11 +434,15 @@ impl Store for SledStore {
         request_id: Option<&str>,
     ) -> Result<Inserted, StoreError> {
         self.ensure_open()?;
-        let write = Write::InsertConnector {
-            connector: Box::new(connector.clone()),
+        let write = Write::InsertConnector(NewConnector {
+            app_id: connector.app_id.clone(),
+            key: connector_key(&connector.key()),
+            name: connector.key().to_string(),
             encoded: encode_connector(connector),
-            request_id: request_id.map(str::to_owned),
-        };
+            request_id: request_id.map(|request_id| {
+                (scoped_key(&connector.app_id, request_id), encode_request_id(&connector.id, connector.created_at))
+            }),
+        });
         let outcome = match self.writer.submit(write).await? {
             Written::Inserted(outcome) => *outcome,
             Written::Applied => return Err(StoreError::Backend("the writer answered an insert as a batch".to_owned())),

@@ -120,9 +120,20 @@ impl<'a> View<'a> {
 
 /// One write, with everything it needs already encoded.
 pub(super) enum Write {
-    /// A new connector, and its request id when the caller sent one.
-    InsertConnector { connector: Box<Connector>, encoded: Vec<u8>, request_id: Option<String> },
+    InsertConnector(NewConnector),
     Apply(Box<Batch>),
+}
+
+/// A connector to insert, encoded outside the transaction so that a rerun does not encode
+/// it again.
+pub(super) struct NewConnector {
+    pub app_id: String,
+    pub key: Vec<u8>,
+    /// The connector's key as text, for error messages.
+    pub name: String,
+    pub encoded: Vec<u8>,
+    /// Key and value of the request-id entry, when the caller sent a request id.
+    pub request_id: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 /// Result of a successful write.
@@ -239,8 +250,8 @@ fn apply_together(trees: &Trees, mut writes: Vec<Queued>) {
 
 fn apply_one(write: &Write, view: &View<'_>) -> Abortable<Written> {
     match write {
-        Write::InsertConnector { connector, encoded, request_id } => {
-            insert_connector(connector, encoded, request_id.as_deref(), view).map(|inserted| Written::Inserted(Box::new(inserted)))
+        Write::InsertConnector(connector) => {
+            insert_connector(connector, view).map(|inserted| Written::Inserted(Box::new(inserted)))
         }
         Write::Apply(batch) => {
             if let Some(write) = &batch.connector {
@@ -257,35 +268,27 @@ fn apply_one(write: &Write, view: &View<'_>) -> Abortable<Written> {
     }
 }
 
-fn insert_connector(
-    connector: &Connector,
-    encoded: &[u8],
-    request_id: Option<&str>,
-    view: &View<'_>,
-) -> Abortable<Inserted> {
-    let key = connector_key(&connector.key());
-    if let Some(request_id) = request_id {
-        let request_key = scoped_key(&connector.app_id, request_id);
-        if let Some(existing) = view.request_ids.get(&request_key)? {
-            let (existing_id, _) = decode_request_id(&request_key, &existing).map_err(abort)?;
+fn insert_connector(connector: &NewConnector, view: &View<'_>) -> Abortable<Inserted> {
+    if let Some((request_key, request_value)) = &connector.request_id {
+        if let Some(existing) = view.request_ids.get(request_key)? {
+            let (existing_id, _) = decode_request_id(request_key, &existing).map_err(abort)?;
             let existing_key = scoped_key(&connector.app_id, &existing_id);
             let Some(bytes) = view.connectors.get(&existing_key)? else {
                 return Err(abort(StoreError::Corrupt {
-                    key: String::from_utf8_lossy(&request_key).replace('\0', "/"),
+                    key: String::from_utf8_lossy(request_key).replace('\0', "/"),
                     reason: format!("request id names missing connector {existing_id}"),
                 }));
             };
             let existing = decode_connector(&existing_key, &bytes).map_err(abort)?;
             return Ok(Inserted::Replayed(existing));
         }
-        let request_value = crate::store::record::encode_request_id(&connector.id, connector.created_at);
-        view.request_ids.insert(request_key, request_value)?;
+        view.request_ids.insert(request_key.as_slice(), request_value.as_slice())?;
     }
-    if view.connectors.get(&key)?.is_some() {
-        return Err(abort(StoreError::Conflict(format!("{} already exists", connector.key()))));
+    if view.connectors.get(&connector.key)?.is_some() {
+        return Err(abort(StoreError::Conflict(format!("{} already exists", connector.name))));
     }
-    view.connectors.insert(key.as_slice(), encoded)?;
-    view.live_connectors.insert(key.as_slice(), &[] as &[u8])?;
+    view.connectors.insert(connector.key.as_slice(), connector.encoded.as_slice())?;
+    view.live_connectors.insert(connector.key.as_slice(), &[] as &[u8])?;
     Ok(Inserted::Created)
 }
 

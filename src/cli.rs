@@ -138,12 +138,12 @@ pub struct ServeArgs {
     #[arg(long = "store", env = "CONNECTORD_STORE", value_name = "URL")]
     pub store_url: Option<DatabaseUrl>,
 
-    /// Most connections to PostgreSQL that this server opens.
+    /// Maximum number of connections to PostgreSQL that this server opens.
     #[arg(long, env = "CONNECTORD_POSTGRES_POOL_SIZE", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
     pub postgres_pool_size: u16,
 
-    /// Longest time one PostgreSQL statement may run, such as 5s; also bounds the wait for
-    /// a free connection.
+    /// Maximum time one PostgreSQL statement may run, such as 5s. It also bounds the wait
+    /// for a free connection.
     #[arg(long, env = "CONNECTORD_POSTGRES_STATEMENT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub postgres_statement_timeout: Duration,
 

@@ -370,7 +370,7 @@ pub async fn run(
         .layer(AdmissionLayer::new(options.admission))
         .add_routes(services.into_routes());
     // NOTE: over TLS the HTTP/2 handshake deadline of the connection limit does not apply,
-    // because the preface is encrypted; the TLS handshake has its own deadline instead.
+    // because the preface is encrypted. The TLS handshake has its own deadline instead.
     let serve: std::pin::Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>> = match tls {
         Some(acceptor) => {
             tracing::info!(client_certificates = options.tls.as_ref().is_some_and(|tls| tls.client_ca.is_some()), "serving TLS");

@@ -1,7 +1,7 @@
-//! Secrets never reach the server log: neither the in-process server's tracing output at
-//! TRACE level nor the JSON log of the real binary contains a client secret or a secret
-//! config value, after creates and updates with secret configs, rotations, successful and
-//! failed authentications, a revocation and a full sync.
+//! Secrets never reach the server log. The test runs creates and updates with secret
+//! configs, rotations, successful and failed authentications, a revocation and a full
+//! sync. Afterwards neither the in-process server's tracing output at TRACE level nor the
+//! JSON log of the real binary contains a client secret or a secret config value.
 //!
 //! The in-process test installs its subscriber with `set_default`, which covers only the
 //! current thread. That is enough because `#[tokio::test]` runs a current-thread runtime,
@@ -54,7 +54,7 @@ struct Exercised {
     config_secrets: Vec<String>,
 }
 
-/// Creates and updates a connector whose config holds secrets, including an update that
+/// Creates and updates a connector whose config contains secrets, including an update that
 /// sends the mask back, and returns the secret values used.
 async fn exercise_config_secrets(client: &mut Client) -> Vec<String> {
     let first = "cfg-secret-alpha-7f3a9c".to_owned();

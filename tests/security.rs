@@ -60,7 +60,7 @@ fn all_rpc_paths() -> Vec<(String, String)> {
 }
 
 /// Calls any unary method with an empty request: an empty message decodes as every
-/// request type, and whatever the handler answers, only the status code matters here.
+/// request type, and whatever the handler returns, only the status code matters here.
 async fn call_code(channel: &Channel, path: &str, authorization: Option<&str>) -> Code {
     let mut grpc = tonic::client::Grpc::new(channel.clone());
     grpc.ready().await.expect("channel ready");
@@ -148,7 +148,7 @@ async fn health_is_open_and_reflection_follows_the_flag() {
     server.stop().await;
 }
 
-/// One REST route per binding, with the role rule it falls under.
+/// Returns one REST route per binding, with the role rule it falls under.
 fn rest_routes() -> Vec<(&'static str, &'static str, &'static str)> {
     vec![
         ("GET", "/api/v1/apps/a1/connectors/c1", "viewer"),
@@ -212,7 +212,8 @@ async fn every_rest_route_checks_tokens_and_roles() {
                 _ => false,
             };
             if allowed {
-                assert!(status != 401 && status != 403, "{method} {path} as {role} got {status}");
+                assert_ne!(status, 401, "{method} {path} as {role}");
+                assert_ne!(status, 403, "{method} {path} as {role}");
             } else {
                 assert_eq!(status, 403, "{method} {path} as {role}");
             }
@@ -222,7 +223,7 @@ async fn every_rest_route_checks_tokens_and_roles() {
 }
 
 #[tokio::test]
-async fn sighup_reloads_tokens_and_keeps_them_on_a_bad_file() {
+async fn sighup_reload_survives_bad_file() {
     let directory = tempfile::tempdir().unwrap();
     let path = directory.path().join("tokens.jsonl");
     let file = TokenFile::new(&path);
@@ -299,7 +300,7 @@ fn masked_keys(config: &Value) -> BTreeSet<String> {
 }
 
 #[tokio::test]
-async fn secret_config_values_are_masked_in_grpc_and_rest() {
+async fn secret_configs_masked_in_grpc_rest() {
     let server = TestServer::start().await;
     let mut client: ConnectorServiceClient<Channel> = server.client().await;
     let mut request = common::create_request("app-1", "Vaulted");
@@ -320,13 +321,14 @@ async fn secret_config_values_are_masked_in_grpc_and_rest() {
     let rest_config = &body["connectorView"]["connector"]["config"];
     assert_eq!(masked_keys(rest_config), BTreeSet::from(["api_key".to_owned(), "password".to_owned()]));
     let text = body.to_string();
-    assert!(!text.contains("sk-live-123") && !text.contains("hunter2"), "{text}");
+    assert!(!text.contains("sk-live-123"), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
     assert_eq!(body["connectorView"]["connector"]["configSecrets"][0]["path"], "api_key");
     server.stop().await;
 }
 
 #[tokio::test]
-async fn mask_round_trip_keeps_secret_and_new_value_changes_fingerprint() {
+async fn mask_round_trip_and_fingerprint() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
     let mut request = common::create_request("app-1", "Rotating");

@@ -81,7 +81,7 @@ contract!(
     request_id_replays_first_insert,
     request_ids_are_scoped_to_the_app,
     list_pages_in_id_order,
-    list_skips_deleted_unless_asked,
+    list_skips_deleted_by_default,
     stale_revision_conflicts,
     missing_record_with_revision_is_not_found,
     new_record_that_exists_conflicts,
@@ -256,7 +256,7 @@ async fn list_pages_in_id_order(store: Arc<dyn Store>) {
     assert_eq!(ids(store.list_connectors("app", Some("A"), 1, false).await.unwrap()), ["B"]);
 }
 
-async fn list_skips_deleted_unless_asked(store: Arc<dyn Store>) {
+async fn list_skips_deleted_by_default(store: Arc<dyn Store>) {
     let kept = insert(&store, "app", "01A").await;
     let removed = insert(&store, "app", "01B").await;
     let mut deleted = bumped(&removed, |connector| &mut connector.revision);

@@ -7,7 +7,7 @@
 //! - the last id returned;
 //! - 4 bytes of SHA-256 over all of the above, as a checksum.
 //!
-//! The token only tells where to resume and grants nothing, so it needs no secret.
+//! The token only records where to resume and grants nothing, so it needs no secret.
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use sha2::{Digest, Sha256};

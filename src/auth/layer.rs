@@ -20,13 +20,13 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// The caller recorded when the server runs without authentication.
+    /// Returns the caller recorded when the server runs without authentication.
     pub fn anonymous() -> Self {
         Self { name: "anonymous".to_owned(), role: Role::Admin }
     }
 }
 
-/// What the layer enforces.
+/// Policy that the layer enforces.
 #[derive(Debug, Clone)]
 pub struct AuthPolicy {
     /// `None` turns authentication off: every call runs as an anonymous admin.

@@ -1,4 +1,4 @@
-//! Who may call what: API tokens for people and automation, the role table, and the tower
+//! Access control: API tokens for people and automation, the role table, and the tower
 //! layer that checks both on every call, REST calls included.
 
 mod layer;

@@ -43,7 +43,7 @@ impl FromStr for Role {
     }
 }
 
-/// Who may make a call.
+/// Rule that says which callers may make a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
     /// Anyone, without credentials: health checks.

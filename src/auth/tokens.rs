@@ -1,4 +1,4 @@
-//! API tokens. The tokens file holds one JSON object per line with a token's name, role and
+//! API tokens. The tokens file contains one JSON object per line with a token's name, role and
 //! SHA-256 hash; the tokens themselves are printed once, when created, and never stored.
 //!
 //! ```text

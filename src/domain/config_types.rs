@@ -53,7 +53,7 @@ impl ConfigTypes {
         Ok(types)
     }
 
-    /// The pool that config types are resolved in: the built-in files plus every
+    /// Descriptor pool that config types are resolved in: the built-in files plus every
     /// registered descriptor set.
     pub fn pool(&self) -> &DescriptorPool {
         &self.pool

@@ -169,8 +169,8 @@ impl CredentialService {
     }
 
     /// Checks a client id and secret. Unknown ids, wrong secrets, revoked or expired
-    /// credentials and credentials of deleted connectors all fail alike, so the error tells
-    /// an attacker nothing.
+    /// credentials and credentials of deleted connectors all fail alike, so the error
+    /// reveals nothing to an attacker.
     pub async fn authenticate(self: &Arc<Self>, client_id: &str, secret: &Secret) -> Result<Credential, Error> {
         let rejected = || Error::Unauthenticated("invalid client credentials".to_owned());
         let now = Utc::now();

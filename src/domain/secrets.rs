@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use super::{Config, ConfigTypes, FieldViolation};
 
-/// What responses show in place of a secret value.
+/// Placeholder that responses show in place of a secret value.
 pub const SECRET_MASK: &str = "********";
 /// Struct keys treated as secrets when the operator configures none.
 pub const DEFAULT_SECRET_STRUCT_KEYS: &[&str] =

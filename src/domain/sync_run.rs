@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
 
-/// What queued a sync.
+/// Trigger that queued a sync.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SyncTrigger {
     Manual,
@@ -53,7 +53,7 @@ pub struct SyncRun {
     pub revision: u64,
 }
 
-/// A connector's cron schedule and where the scheduler stands on it.
+/// A connector's cron schedule and the scheduler's progress through it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Schedule {
     pub cron_spec: String,
@@ -72,7 +72,7 @@ pub struct CronSchedule {
     timezone: Tz,
 }
 
-/// Why a schedule was rejected; the message names the rule.
+/// Reason a schedule was rejected. The message names the rule.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ScheduleError {
     #[error("{0}")]
@@ -146,7 +146,7 @@ mod tests {
     }
 
     #[test]
-    fn fixed_time_in_dst_gap_runs_right_after_the_gap() {
+    fn dst_gap_time_runs_after_gap() {
         // Europe/Berlin skips 02:00-03:00 on 2026-03-29; croner runs fixed-time jobs at the
         // first valid time after the gap on the same day.
         let schedule = CronSchedule::parse("30 2 * * *", "Europe/Berlin").unwrap();

@@ -82,7 +82,7 @@ async fn verify(snapshot: &Snapshot, target: &PostgresStore) -> Result<(), Migra
     let found = target.count_records().await?;
     if found != expected {
         return Err(MigrateError::Mismatch(format!(
-            "the target holds {found:?} and the source {expected:?}; migrate only into an empty database"
+            "the target contains {found:?} and the source {expected:?}; migrate only into an empty database"
         )));
     }
     for connector in &snapshot.connectors {

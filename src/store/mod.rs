@@ -85,8 +85,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<Connector>, StoreError>;
 
     /// Writes every record of the batch atomically, each only if its stored revision is the
-    /// expected one, and keeps the indexes in step: the live-connector list, the schedule
-    /// queue, the single pending sync per connector, sync leases, ForceSync request ids and
+    /// expected one. The indexes stay in step: the live-connector list, the schedule queue,
+    /// the single pending sync per connector, sync leases, ForceSync request ids and
     /// credential client ids. Fails with [`StoreError::Conflict`] and writes nothing when a
     /// revision differs or a second pending sync, request id or client id would appear.
     async fn apply(&self, batch: &Batch) -> Result<(), StoreError>;

@@ -445,7 +445,7 @@ impl Store for SledStore {
         });
         let outcome = match self.writer.submit(write).await? {
             Written::Inserted(outcome) => *outcome,
-            Written::Applied => return Err(StoreError::Backend("the writer answered an insert as a batch".to_owned())),
+            Written::Applied => return Err(StoreError::Backend("the writer returned a batch result for an insert".to_owned())),
         };
 
         // A replay waits too: the first insert may still be waiting for its own flush.

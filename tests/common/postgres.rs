@@ -2,7 +2,7 @@
 //! `CONNECTORD_TEST_POSTGRES_URL` names. Tests that get `None` run against sled only.
 //!
 //! Each [`TestDatabase`] creates a schema with a random name and hands out a URL whose
-//! `search_path` points into it; dropping the value drops the schema and every table in it.
+//! `search_path` points into it. Dropping the value drops the schema and every table in it.
 //!
 //! [`both_backends!`](crate::both_backends) runs service-level tests twice: once on sled
 //! and once inside [`on_postgres`], where every server that the test starts gets a schema
@@ -21,7 +21,7 @@ use tokio_postgres::NoTls;
 /// Environment variable with the URL of a database that tests may create schemas in.
 pub const URL_VARIABLE: &str = "CONNECTORD_TEST_POSTGRES_URL";
 
-/// Longest wait for the server while creating or dropping a schema.
+/// Maximum wait for the server while creating or dropping a schema.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 static SKIP_NOTICE: Once = Once::new();

@@ -1,7 +1,7 @@
 //! The one mapping from driver and pool errors to [`StoreError`].
 //!
 //! Lost connections, timeouts and a database that is starting, stopping or read-only
-//! become [`StoreError::Unavailable`], with a reason that is safe to show to a client; the
+//! become [`StoreError::Unavailable`], with a reason that is safe to show to a client. The
 //! driver's own text goes to the log. Unique violations and serialization failures become
 //! [`StoreError::Conflict`], so that the domain retries or reports a lost race.
 

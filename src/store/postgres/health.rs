@@ -17,7 +17,7 @@ use crate::store::StoreError;
 /// Pause between two probes.
 pub(super) const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
-/// The reason of the last failure to reach the database, or `None` while it answers.
+/// Reason of the last failure to reach the database, or `None` while it responds.
 #[derive(Debug, Default)]
 pub(super) struct Reachability {
     failure: Mutex<Option<String>>,
@@ -30,13 +30,13 @@ impl Reachability {
         match result {
             Err(StoreError::Unavailable(reason)) => {
                 if failure.is_none() {
-                    tracing::warn!(%reason, "the database cannot be reached; calls fail with UNAVAILABLE until it answers again");
+                    tracing::warn!(%reason, "the database cannot be reached; calls fail with UNAVAILABLE until it responds again");
                 }
                 *failure = Some(reason.clone());
             }
             Ok(_) => {
                 if failure.take().is_some() {
-                    tracing::info!("the database answers again");
+                    tracing::info!("the database responds again");
                 }
             }
             Err(_) => {}

@@ -3,7 +3,7 @@
 //! A write with an expected revision is an `UPDATE … WHERE revision = $expected`: when
 //! another transaction changed the row first, PostgreSQL re-checks the condition on the new
 //! row version (also under READ COMMITTED), no row matches, and the batch fails with
-//! [`StoreError::Conflict`]. A new record is a plain `INSERT`; its unique constraints and
+//! [`StoreError::Conflict`]. A new record is a plain `INSERT`. Its unique constraints and
 //! indexes turn a second pending sync, a reused request id or a taken client id into a
 //! unique violation, which also becomes `Conflict`. Any failure rolls the whole batch back,
 //! because the transaction is dropped without a commit.

@@ -176,6 +176,10 @@ async fn full_disk_rejects_writes_until_space_is_freed() {
     let server = ServerProcess::start(&data_dir, &["--min-free-disk-bytes", RESERVE_BYTES]);
     let mut client = server.client().await;
     let acknowledged = write_some(&mut client, "before-full", 20).await;
+    // sled flushes the acknowledged writes within half a second. The filler takes the disk
+    // in one go, faster than any real workload, and a flush that runs meanwhile would see
+    // ENOSPC before the reserve could stop it.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
 
     let filler = mount.path.join("filler");
     let filled = fill_disk(&filler);

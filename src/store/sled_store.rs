@@ -12,19 +12,23 @@
 //! - `credentials`: `app/connector/credential_id` → encoded credential;
 //! - `credential_clients`: `client_id` → key of the credential in `credentials`.
 //!
+//! Writes become durable in the write-ahead log under `wal/` (see `writer` and `wal`), and
+//! sled flushes in the background. Opening the store replays the log.
+//!
 //! Ids and app ids never contain `\0` or `\x01` (the edge allows `[A-Za-z0-9_-]` only), so
 //! the keys under one prefix are exactly the range `prefix \0 ..< prefix \x01`, in id order.
 
 use std::{
     ops::Bound,
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
 };
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sled::transaction::ConflictableTransactionError;
-use writer::{NewConnector, Trees, Write, Writer, Written};
+use tokio::{sync::mpsc, task::JoinHandle};
+use writer::{NewConnector, Shared, Trees, Write, Writer, Written};
 
 use super::{
     Batch, Inserted, Store, StoreError,
@@ -37,7 +41,14 @@ use super::{
 };
 use crate::domain::{Connector, ConnectorKey, Credential, SyncRun, SyncState};
 
+mod wal;
 mod writer;
+
+/// How often the checkpoint task flushes sled while writes arrive. The log keeps every
+/// segment that a checkpoint has not covered yet.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);
+/// Directory of the write-ahead log inside the data directory.
+const WAL_DIR: &str = "wal";
 
 /// Default size of sled's page cache in bytes.
 pub const DEFAULT_CACHE_CAPACITY_BYTES: u64 = 256 * 1024 * 1024;
@@ -50,9 +61,9 @@ pub struct SledStoreOptions {
     /// Writes fail with [`StoreError::NoSpace`] while fewer bytes than this are free on the
     /// data directory's file system; 0 turns the check off.
     pub min_free_disk_bytes: u64,
-    /// UNSAFE, for tests only: acknowledge writes without waiting for a flush and turn off
-    /// sled's periodic flush, so a crash loses acknowledged writes. Crash tests use it to
-    /// show that their check detects lost writes.
+    /// UNSAFE, for tests only: acknowledge writes without writing them to the log and flush
+    /// sled only when the store closes, so a crash loses acknowledged writes. Crash tests use
+    /// it to show that their check detects lost writes.
     pub unsafe_skip_flush_for_tests: bool,
 }
 
@@ -87,9 +98,12 @@ pub struct SledStore {
     credentials: sled::Tree,
     credential_clients: sled::Tree,
     writer: Writer,
+    shared: Arc<Shared>,
+    /// sled flushes, for checkpoints and the last flush at close.
     commit: Arc<GroupCommit>,
-    disk_space: DiskSpaceReserve,
-    skip_flush: bool,
+    checkpoints: std::sync::Mutex<Option<JoinHandle<()>>>,
+    wal_dir: PathBuf,
+    disk_space: Arc<DiskSpaceReserve>,
 }
 
 impl SledStore {
@@ -99,68 +113,78 @@ impl SledStore {
     pub fn open(options: &SledStoreOptions) -> Result<Self, OpenError> {
         let open_error = |reason: String| OpenError { path: options.path.clone(), reason };
 
-        let periodic_flush_ms = if options.unsafe_skip_flush_for_tests {
+        if options.unsafe_skip_flush_for_tests {
             tracing::warn!("UNSAFE test mode: writes are acknowledged before they are durable");
-            None
-        } else {
-            Some(500)
-        };
+        }
         // sled recovers a data file it cannot parse as an empty database, so a directory
         // that existed before must carry the marker that the first open wrote.
         let existed = options.path.join("conf").exists();
+        // The checkpoint task flushes sled; a write is durable once it is in the log.
         let db = sled::Config::new()
             .path(&options.path)
             .cache_capacity(options.cache_capacity_bytes)
-            .flush_every_ms(periodic_flush_ms)
+            .flush_every_ms(None)
             .open()
             .map_err(|error| open_error(describe_open_error(&error)))?;
         check_format_marker(&db, existed).map_err(open_error)?;
         let open_tree = |name: &str| {
             db.open_tree(name).map_err(|error| open_error(format!("cannot open tree {name}: {error}")))
         };
-        let connectors = open_tree("connectors")?;
-        let live_connectors = open_tree("live_connectors")?;
-        let request_ids = open_tree("request_ids")?;
-        let schedule_due = open_tree("schedule_due")?;
-        let syncs = open_tree("syncs")?;
-        let pending_syncs = open_tree("pending_syncs")?;
-        let sync_leases = open_tree("sync_leases")?;
-        let sync_request_ids = open_tree("sync_request_ids")?;
-        let credentials = open_tree("credentials")?;
-        let credential_clients = open_tree("credential_clients")?;
+        let trees = Trees {
+            connectors: open_tree("connectors")?,
+            live_connectors: open_tree("live_connectors")?,
+            request_ids: open_tree("request_ids")?,
+            schedule_due: open_tree("schedule_due")?,
+            syncs: open_tree("syncs")?,
+            pending_syncs: open_tree("pending_syncs")?,
+            sync_leases: open_tree("sync_leases")?,
+            sync_request_ids: open_tree("sync_request_ids")?,
+            credentials: open_tree("credentials")?,
+            credential_clients: open_tree("credential_clients")?,
+        };
 
         let data_file = options.path.join("db");
+        let wal_dir = options.path.join(WAL_DIR);
+        let next_record = replay_log(&db, &trees, &wal_dir, &data_file).map_err(open_error)?;
+        let wal = if options.unsafe_skip_flush_for_tests {
+            None
+        } else {
+            let wal = wal::Wal::create(&wal_dir, next_record)
+                .map_err(|error| open_error(format!("cannot start the write-ahead log in {}: {error}", wal_dir.display())))?;
+            Some(wal)
+        };
+
         let flush_db = db.clone();
         let commit = GroupCommit::start(Arc::new(move || flush_durably(&flush_db, &data_file)));
-
-        let writer = Writer::start(Trees {
-            connectors: connectors.clone(),
-            live_connectors: live_connectors.clone(),
-            request_ids: request_ids.clone(),
-            schedule_due: schedule_due.clone(),
-            syncs: syncs.clone(),
-            pending_syncs: pending_syncs.clone(),
-            sync_leases: sync_leases.clone(),
-            sync_request_ids: sync_request_ids.clone(),
-            credentials: credentials.clone(),
-            credential_clients: credential_clients.clone(),
-        });
+        let (finished, finished_segments) = mpsc::unbounded_channel();
+        let writer = Writer::start(trees.clone(), wal, finished)
+            .map_err(|error| open_error(format!("cannot start the writer thread: {error}")))?;
+        let disk_space = Arc::new(DiskSpaceReserve::new(options.path.clone(), options.min_free_disk_bytes));
+        let checkpoints = tokio::spawn(run_checkpoints(
+            Arc::clone(&commit),
+            writer.shared(),
+            Arc::clone(&disk_space),
+            finished_segments,
+            wal_dir.clone(),
+        ));
 
         Ok(Self {
-            connectors,
-            live_connectors,
-            request_ids,
-            schedule_due,
-            syncs,
-            pending_syncs,
-            sync_leases,
-            sync_request_ids,
-            credentials,
-            credential_clients,
+            connectors: trees.connectors,
+            live_connectors: trees.live_connectors,
+            request_ids: trees.request_ids,
+            schedule_due: trees.schedule_due,
+            syncs: trees.syncs,
+            pending_syncs: trees.pending_syncs,
+            sync_leases: trees.sync_leases,
+            sync_request_ids: trees.sync_request_ids,
+            credentials: trees.credentials,
+            credential_clients: trees.credential_clients,
+            shared: writer.shared(),
             writer,
             commit,
-            disk_space: DiskSpaceReserve::new(options.path.clone(), options.min_free_disk_bytes),
-            skip_flush: options.unsafe_skip_flush_for_tests,
+            checkpoints: std::sync::Mutex::new(Some(checkpoints)),
+            wal_dir,
+            disk_space,
         })
     }
 
@@ -169,14 +193,12 @@ impl SledStore {
         if self.commit.is_closed() {
             return Err(StoreError::Closed);
         }
-        self.disk_space.check()
+        self.check_writable()
     }
 
-    async fn wait_durable(&self) -> Result<(), StoreError> {
-        if self.skip_flush {
-            return Ok(());
-        }
-        self.commit.wait_durable().await
+    /// Keeps the writer from applying a batch while a read of several keys runs.
+    fn read_gate(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.shared.gate.read().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn read_connector(&self, key: &[u8]) -> Result<Option<Connector>, StoreError> {
@@ -227,6 +249,143 @@ impl SledStore {
             }
         }
         Ok(found)
+    }
+}
+
+impl SledStore {
+    async fn remove_request_ids(&self, entries: Vec<(sled::IVec, sled::IVec)>) -> Result<usize, StoreError> {
+        match self.writer.submit(Write::RemoveRequestIds(entries)).await? {
+            Written::Removed(count) => Ok(count),
+            _ => Err(StoreError::Backend("the writer returned another write's result for a purge".to_owned())),
+        }
+    }
+}
+
+/// Expired request ids removed per transaction.
+const PURGE_BATCH: usize = 1_000;
+
+/// Applies every record of the log to sled, in order, makes sled durable and removes the
+/// log's segments. Returns the number that the next record gets.
+///
+/// A record whose changes sled already holds, in full or in part, is applied again: each
+/// change sets a key to its logged value, so the keys end with their last logged values.
+fn replay_log(db: &sled::Db, trees: &Trees, wal_dir: &Path, data_file: &Path) -> Result<u64, String> {
+    let segments = wal::segments(wal_dir).map_err(|error| format!("cannot list the log in {}: {error}", wal_dir.display()))?;
+    let in_order = trees.in_order();
+    let mut last: Option<u64> = None;
+    let mut replayed = 0_u64;
+    for (position, segment) in segments.iter().enumerate() {
+        let clean = wal::read_segment(segment, |number, payload| {
+            if let Some(last) = last
+                && number != last + 1
+            {
+                return Err(format!(
+                    "log record {number} in {} follows record {last}: the records between are missing",
+                    segment.display()
+                ));
+            }
+            replay_record(&in_order, payload)
+                .map_err(|reason| format!("cannot apply log record {number} of {}: {reason}", segment.display()))?;
+            last = Some(number);
+            replayed += 1;
+            Ok(())
+        })?;
+        if !clean && position + 1 < segments.len() {
+            return Err(format!(
+                "log segment {} is damaged before its end and newer segments follow; restore the directory from a backup",
+                segment.display()
+            ));
+        }
+    }
+    if replayed > 0 {
+        flush_durably(db, data_file).map_err(|error| format!("cannot flush the replayed log records: {error}"))?;
+        tracing::info!(replayed, "applied the write-ahead log");
+    }
+    remove_segments(wal_dir, &segments);
+    Ok(last.map_or(1, |last| last + 1))
+}
+
+/// Applies the changes of one log record.
+fn replay_record(trees: &[&sled::Tree; 10], payload: &[u8]) -> Result<(), String> {
+    for change in wal::decode_changes(payload)? {
+        let (number, key) = match change {
+            wal::Change::Put { tree, key, .. } | wal::Change::Remove { tree, key } => (usize::from(tree), key),
+        };
+        let tree = trees.get(number).ok_or_else(|| format!("unknown tree number {number}"))?;
+        match change {
+            wal::Change::Put { value, .. } => tree.insert(key, value).map(drop),
+            wal::Change::Remove { .. } => tree.remove(key).map(drop),
+        }
+        .map_err(|error| describe_open_error(&error))?;
+    }
+    Ok(())
+}
+
+/// Removes log segments that a flush of sled covers. A segment left behind is replayed at
+/// the next open, which costs time but loses nothing.
+fn remove_segments(wal_dir: &Path, segments: &[PathBuf]) {
+    if segments.is_empty() {
+        return;
+    }
+    for segment in segments {
+        if let Err(error) = std::fs::remove_file(segment) {
+            tracing::warn!(%error, segment = %segment.display(), "cannot remove a log segment");
+        }
+    }
+    if let Err(error) = wal::sync_dir(wal_dir) {
+        tracing::warn!(%error, dir = %wal_dir.display(), "cannot sync the log directory");
+    }
+}
+
+/// Flushes sled every [`CHECKPOINT_INTERVAL`] while writes arrive, and removes each log
+/// segment that the writer finished once a flush covers it. Ends when the writer stops.
+async fn run_checkpoints(
+    commit: Arc<GroupCommit>,
+    shared: Arc<Shared>,
+    disk_space: Arc<DiskSpaceReserve>,
+    mut finished: mpsc::UnboundedReceiver<PathBuf>,
+    wal_dir: PathBuf,
+) {
+    let mut interval = tokio::time::interval(CHECKPOINT_INTERVAL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut waiting = Vec::new();
+    loop {
+        tokio::select! {
+            segment = finished.recv() => match segment {
+                Some(segment) => waiting.push(segment),
+                None => return,
+            },
+            _ = interval.tick() => {}
+        }
+        while let Ok(segment) = finished.try_recv() {
+            waiting.push(segment);
+        }
+        let wrote = shared.dirty.swap(false, Ordering::SeqCst);
+        // A failed flush is tried again at every tick, so writes resume once it succeeds.
+        if waiting.is_empty() && !wrote && commit.last_flush_error().is_none() {
+            continue;
+        }
+        // A flush that hits ENOSPC breaks sled until the next open (see `disk_space`), so
+        // below the reserve the log keeps the writes until space is freed.
+        if disk_space.check().is_err() {
+            shared.dirty.store(true, Ordering::SeqCst);
+            continue;
+        }
+        // Every record in these segments was applied before the writer handed them over,
+        // so the flush that starts now covers them.
+        let covered = std::mem::take(&mut waiting);
+        if commit.wait_durable().await.is_ok() {
+            tokio::task::spawn_blocking({
+                let wal_dir = wal_dir.clone();
+                move || remove_segments(&wal_dir, &covered)
+            })
+            .await
+            .unwrap_or_else(|error| tracing::error!(%error, "removing log segments failed"));
+        } else {
+            // The flusher logged the error.
+            waiting = covered;
+            shared.dirty.store(true, Ordering::SeqCst);
+        }
     }
 }
 
@@ -281,23 +440,21 @@ fn lease_entry(sync: &SyncRun, key: &[u8]) -> Option<Vec<u8>> {
     Some(timed_key(sync.lease_expires_at?, key))
 }
 
-type Abortable<T> = Result<T, ConflictableTransactionError<StoreError>>;
-
 fn check_revision(
     key: &[u8],
     stored: Option<&[u8]>,
     expected: Option<u64>,
     what: &str,
-) -> Abortable<()> {
+) -> Result<(), StoreError> {
     match (stored, expected) {
         (None, None) => Ok(()),
-        (Some(_), None) => Err(abort(StoreError::Conflict(format!("{what} already exists")))),
-        (None, Some(_)) => Err(abort(StoreError::NotFound(what.to_owned()))),
+        (Some(_), None) => Err(StoreError::Conflict(format!("{what} already exists"))),
+        (None, Some(_)) => Err(StoreError::NotFound(what.to_owned())),
         (Some(bytes), Some(expected)) => {
-            if stored_revision(key, bytes).map_err(abort)? == expected {
+            if stored_revision(key, bytes)? == expected {
                 Ok(())
             } else {
-                Err(abort(StoreError::Conflict(format!("{what} was changed by another write"))))
+                Err(StoreError::Conflict(format!("{what} was changed by another write")))
             }
         }
     }
@@ -357,14 +514,23 @@ fn flush_durably(db: &sled::Db, data_file: &Path) -> Result<(), StoreError> {
 
 /// Key in sled's default tree that names the layout version of the data directory.
 const FORMAT_MARKER_KEY: &[u8] = b"connectord.format";
-/// Layout version written by this build.
-const FORMAT_VERSION: u8 = 1;
+/// Layout version written by this build. Version 2 added the write-ahead log, which an
+/// older build would ignore.
+const FORMAT_VERSION: u8 = 2;
+/// Oldest layout version that this build opens and upgrades.
+const OLDEST_FORMAT_VERSION: u8 = 1;
 
 /// Writes the format marker into a new database, or checks it in an existing one.
 fn check_format_marker(db: &sled::Db, existed: bool) -> Result<(), String> {
     let marker = db.get(FORMAT_MARKER_KEY).map_err(|error| describe_open_error(&error))?;
     match marker.as_deref() {
         Some([version]) if *version == FORMAT_VERSION => Ok(()),
+        Some([version]) if (OLDEST_FORMAT_VERSION..FORMAT_VERSION).contains(version) => {
+            db.insert(FORMAT_MARKER_KEY, &[FORMAT_VERSION]).map_err(|error| describe_open_error(&error))?;
+            db.flush().map_err(|error| describe_open_error(&error))?;
+            tracing::info!(from = *version, to = FORMAT_VERSION, "upgraded the data directory's layout");
+            Ok(())
+        }
         Some([version]) if *version > FORMAT_VERSION => Err(format!(
             "the data was written by a newer connectord (layout version {version}, this build reads {FORMAT_VERSION})"
         )),
@@ -400,6 +566,11 @@ fn describe_open_error(error: &sled::Error) -> String {
     }
 }
 
+fn wal_error(action: &str, error: &std::io::Error) -> StoreError {
+    let message = format!("{action} failed: {error}");
+    if is_no_space(error) { StoreError::NoSpace(message) } else { StoreError::Flush(message) }
+}
+
 fn backend_error(error: sled::Error) -> StoreError {
     match error {
         sled::Error::Io(io) if is_no_space(&io) => {
@@ -407,10 +578,6 @@ fn backend_error(error: sled::Error) -> StoreError {
         }
         other => StoreError::Backend(other.to_string()),
     }
-}
-
-fn abort(error: StoreError) -> ConflictableTransactionError<StoreError> {
-    ConflictableTransactionError::Abort(error)
 }
 
 fn scoped_key(app_id: &str, name: &str) -> Vec<u8> {
@@ -445,11 +612,10 @@ impl Store for SledStore {
         });
         let outcome = match self.writer.submit(write).await? {
             Written::Inserted(outcome) => *outcome,
-            Written::Applied => return Err(StoreError::Backend("the writer returned a batch result for an insert".to_owned())),
+            _ => return Err(StoreError::Backend("the writer returned another write's result for an insert".to_owned())),
         };
-
-        // A replay waits too: the first insert may still be waiting for its own flush.
-        self.wait_durable().await?;
+        // A replay is durable too: the writer logged the first insert in this transaction
+        // or an earlier one, and answers only after the log is on the device.
         Ok(outcome)
     }
 
@@ -485,6 +651,7 @@ impl Store for SledStore {
 
         // Reads past `limit` index entries when some are skipped: a short page would tell
         // the caller that the list has ended although live connectors follow.
+        let _gate = self.read_gate();
         for entry in self.live_connectors.range(range) {
             if page.len() == limit {
                 break;
@@ -509,7 +676,7 @@ impl Store for SledStore {
     async fn apply(&self, batch: &Batch) -> Result<(), StoreError> {
         self.ensure_open()?;
         self.writer.submit(Write::Apply(Box::new(batch.clone()))).await?;
-        self.wait_durable().await
+        Ok(())
     }
 
     async fn get_sync(&self, key: &ConnectorKey, sync_id: &str) -> Result<Option<SyncRun>, StoreError> {
@@ -532,6 +699,7 @@ impl Store for SledStore {
 
     async fn pending_sync(&self, key: &ConnectorKey) -> Result<Option<SyncRun>, StoreError> {
         let prefix = connector_key(key);
+        let _gate = self.read_gate();
         let Some(sync_id) = self.pending_syncs.get(&prefix).map_err(backend_error)? else {
             return Ok(None);
         };
@@ -546,6 +714,7 @@ impl Store for SledStore {
         request_id: &str,
     ) -> Result<Option<SyncRun>, StoreError> {
         let prefix = connector_key(key);
+        let _gate = self.read_gate();
         let Some(sync_id) = self.sync_request_ids.get(child_key(&prefix, request_id)).map_err(backend_error)? else {
             return Ok(None);
         };
@@ -556,6 +725,7 @@ impl Store for SledStore {
     async fn expired_leases(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<SyncRun>, StoreError> {
         let end = timed_key(now, &[0xff]);
         let mut expired = Vec::new();
+        let _gate = self.read_gate();
         for entry in self.sync_leases.range(..end).take(limit) {
             let (timed, _) = entry.map_err(backend_error)?;
             if let Some(sync) = self.read_sync(&timed[8..])? {
@@ -600,6 +770,7 @@ impl Store for SledStore {
     }
 
     async fn find_credential(&self, client_id: &str) -> Result<Option<Credential>, StoreError> {
+        let _gate = self.read_gate();
         match self.credential_clients.get(client_id.as_bytes()).map_err(backend_error)? {
             Some(key) => self.read_credential(&key),
             None => Ok(None),
@@ -611,24 +782,20 @@ impl Store for SledStore {
         self.ensure_open()?;
         // NOTE: this scans every recorded request id. That is fine once an hour for millions
         // of entries, but a time-ordered index would make it proportional to what expires.
+        let mut expired = Vec::new();
         let mut removed = 0;
         for entry in self.request_ids.iter() {
             let (key, bytes) = entry.map_err(backend_error)?;
             let (_, recorded_at) = decode_request_id(&key, &bytes)?;
             if recorded_at < cutoff {
-                // Remove only the entry that was read, never one recorded since.
-                if self
-                    .request_ids
-                    .compare_and_swap(&key, Some(&bytes), None as Option<&[u8]>)
-                    .map_err(backend_error)?
-                    .is_ok()
-                {
-                    removed += 1;
+                expired.push((key, bytes));
+                if expired.len() == PURGE_BATCH {
+                    removed += self.remove_request_ids(std::mem::take(&mut expired)).await?;
                 }
             }
         }
-        if removed > 0 {
-            self.wait_durable().await?;
+        if !expired.is_empty() {
+            removed += self.remove_request_ids(expired).await?;
         }
         Ok(removed)
     }
@@ -637,15 +804,32 @@ impl Store for SledStore {
         self.commit.close();
         // Writes already queued are applied first, so the flush below covers them.
         self.writer.stop().await;
+        let checkpoints = self.checkpoints.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+        if let Some(checkpoints) = checkpoints
+            && let Err(error) = checkpoints.await
+        {
+            tracing::error!(%error, "the checkpoint task failed");
+        }
         let result = self.commit.wait_durable().await;
+        if result.is_ok() {
+            // sled holds every write now, so the next open has nothing to replay.
+            match wal::segments(&self.wal_dir) {
+                Ok(segments) => remove_segments(&self.wal_dir, &segments),
+                Err(error) => tracing::warn!(%error, dir = %self.wal_dir.display(), "cannot list the log segments to remove"),
+            }
+        }
         self.commit.stop_flusher();
         result
     }
 
-    /// Fails while the disk is below its reserve, or while the last flush failed. After a
-    /// failed log write, sled 0.34.7 rejects every write until the database is opened again.
+    /// Fails while the disk is below its reserve, after a failed log append, and while
+    /// sled's last flush failed. After a failed log write, sled 0.34.7 rejects every write
+    /// until the database is opened again.
     fn check_writable(&self) -> Result<(), StoreError> {
         self.disk_space.check()?;
+        if let Some(error) = self.shared.failure() {
+            return Err(error);
+        }
         match self.commit.last_flush_error() {
             Some(error) => Err(error),
             None => Ok(()),
@@ -658,7 +842,7 @@ mod tests {
     use chrono::Utc;
 
     use super::*;
-    use crate::domain::ConnectorStatus;
+    use crate::{domain::ConnectorStatus, store::Versioned};
 
     fn connector(id: &str) -> Connector {
         let now = Utc::now();
@@ -686,6 +870,139 @@ mod tests {
             secret_salt: Vec::new(),
             revision: 1,
         }
+    }
+
+    /// Copies a data directory, such as sled's files at a moment when it had not flushed
+    /// what came later.
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let target = to.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                copy_dir(&entry.path(), &target);
+            } else {
+                std::fs::copy(entry.path(), &target).unwrap();
+            }
+        }
+    }
+
+    /// Opens `path` once the store that had it open let go of sled's lock: its flusher
+    /// task drops the last database handle a moment after `close`.
+    async fn reopen(path: &Path) -> SledStore {
+        for _ in 0..100 {
+            match SledStore::open(&SledStoreOptions::new(path)) {
+                Ok(store) => return store,
+                Err(error) if error.reason.contains("could not acquire lock") => {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                Err(error) => panic!("{error}"),
+            }
+        }
+        panic!("{} stayed locked for 5 s", path.display());
+    }
+
+    fn ids(page: &[Connector]) -> Vec<(&str, u64)> {
+        page.iter().map(|connector| (connector.id.as_str(), connector.revision)).collect()
+    }
+
+    /// Writes that the log holds survive a crash in which sled lost everything it had not
+    /// flushed: the copy below has sled's files from before the writes and the log from
+    /// after them.
+    #[tokio::test]
+    async fn replay_restores_writes_that_sled_lost() {
+        let directory = tempfile::tempdir().unwrap();
+        let live = directory.path().join("live");
+        let crashed = directory.path().join("crashed");
+        let store = SledStore::open(&SledStoreOptions::new(&live)).unwrap();
+        copy_dir(&live, &crashed);
+
+        store.insert_connector(&connector("a"), Some("request-a")).await.unwrap();
+        store.insert_connector(&connector("b"), None).await.unwrap();
+        let updated = Connector { description: "second".to_owned(), revision: 2, ..connector("a") };
+        store.apply(&Batch { connector: Some(Versioned { record: updated, expected_revision: Some(1) }), ..Batch::default() }).await.unwrap();
+        let deleted = Connector { deleted_at: Some(Utc::now()), revision: 2, ..connector("b") };
+        store.apply(&Batch { connector: Some(Versioned { record: deleted, expected_revision: Some(1) }), ..Batch::default() }).await.unwrap();
+        std::fs::remove_dir_all(crashed.join(WAL_DIR)).unwrap();
+        copy_dir(&live.join(WAL_DIR), &crashed.join(WAL_DIR));
+        store.close().await.unwrap();
+
+        let recovered = SledStore::open(&SledStoreOptions::new(&crashed)).unwrap();
+        let a = recovered.get_connector(&ConnectorKey::new("app", "a")).await.unwrap().expect("a survives");
+        assert_eq!((a.revision, a.description.as_str()), (2, "second"));
+        assert_eq!(ids(&recovered.list_connectors("app", None, 10, false).await.unwrap()), [("a", 2)]);
+        assert_eq!(ids(&recovered.list_connectors("app", None, 10, true).await.unwrap()), [("a", 2), ("b", 2)]);
+        // The request id still names its connector, so a retry replays the create.
+        let retried = recovered.insert_connector(&connector("other"), Some("request-a")).await.unwrap();
+        assert!(matches!(retried, Inserted::Replayed(ref existing) if existing.id == "a"));
+        // The replayed log is gone, and new writes go to a new one.
+        recovered.insert_connector(&connector("c"), None).await.unwrap();
+        recovered.close().await.unwrap();
+        drop(recovered);
+        assert_eq!(wal::segments(&crashed.join(WAL_DIR)).unwrap(), Vec::<PathBuf>::new());
+
+        let reopened = reopen(&crashed).await;
+        assert_eq!(ids(&reopened.list_connectors("app", None, 10, false).await.unwrap()), [("a", 2), ("c", 1)]);
+        reopened.close().await.unwrap();
+    }
+
+    /// Replaying records that sled already holds leaves every key with its last value.
+    #[tokio::test]
+    async fn replay_over_flushed_writes_changes_nothing() {
+        let directory = tempfile::tempdir().unwrap();
+        let live = directory.path().join("live");
+        let crashed = directory.path().join("crashed");
+        let store = SledStore::open(&SledStoreOptions::new(&live)).unwrap();
+        store.insert_connector(&connector("a"), None).await.unwrap();
+        let updated = Connector { description: "second".to_owned(), revision: 2, ..connector("a") };
+        store.apply(&Batch { connector: Some(Versioned { record: updated, expected_revision: Some(1) }), ..Batch::default() }).await.unwrap();
+        store.connectors.flush().unwrap();
+        copy_dir(&live, &crashed);
+        assert!(!wal::segments(&crashed.join(WAL_DIR)).unwrap().is_empty(), "the copy has a log to replay");
+        store.close().await.unwrap();
+
+        let recovered = SledStore::open(&SledStoreOptions::new(&crashed)).unwrap();
+        assert_eq!(ids(&recovered.list_connectors("app", None, 10, false).await.unwrap()), [("a", 2)]);
+        recovered.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_damaged_segment_before_the_newest_fails_the_open() {
+        let directory = tempfile::tempdir().unwrap();
+        // An opened and closed store leaves an empty log directory.
+        let store = SledStore::open(&SledStoreOptions::new(directory.path())).unwrap();
+        store.close().await.unwrap();
+        drop(store);
+        let wal_dir = directory.path().join(WAL_DIR);
+        let mut changes = wal::Changes::default();
+        changes.put(0, b"app\0x", b"not a connector");
+        let mut log = wal::Wal::create(&wal_dir, 1).unwrap();
+        log.append(changes.as_bytes()).unwrap();
+        let big = vec![0_u8; wal::SEGMENT_BYTES as usize / 2 + 1];
+        log.append(&big).unwrap();
+        log.append(&big).unwrap().expect("a second segment starts");
+        drop(log);
+        // Damage the checksum of the second record in the first segment.
+        let first = wal::segments(&wal_dir).unwrap().remove(0);
+        let file = std::fs::File::options().write(true).open(&first).unwrap();
+        let second_record = 16 + changes.as_bytes().len() as u64;
+        std::os::unix::fs::FileExt::write_all_at(&file, &[0xff; 4], second_record + 4).unwrap();
+
+        let mut error = None;
+        for _ in 0..100 {
+            match SledStore::open(&SledStoreOptions::new(directory.path())) {
+                Err(failure) if failure.reason.contains("could not acquire lock") => {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                Err(failure) => {
+                    error = Some(failure);
+                    break;
+                }
+                Ok(_) => panic!("a damaged log opened"),
+            }
+        }
+        let error = error.expect("the directory stayed locked");
+        assert!(error.reason.contains("damaged before its end"), "{error}");
     }
 
     /// A delete that lands between the index read and the record read of a list must not

@@ -1,30 +1,36 @@
-//! The one writer of a sled store: writes that queue up run together in one transaction.
+//! The one writer of a sled store, and the write-ahead log that makes its writes durable.
 //!
-//! sled 0.34 seals and writes a log buffer of its own for every transaction, however few
-//! keys it touches, so a small write costs about as much as a large one. The writer task
-//! takes every write that queued while the previous transaction ran and applies them all
-//! in one transaction, which pays that cost once.
+//! sled 0.34 seals a log buffer and waits for the device (`sync_file_range`) at the end of
+//! every transaction, however few keys it touches, so the writer uses no sled transactions.
+//! It takes every write that queued while the previous batch ran and, for each in turn,
+//! checks it against sled plus the changes of the batch's earlier writes. A write that fails
+//! (a stale revision, a second pending sync, a taken client id) leaves no change behind.
+//! The changes of the batch then go to the write-ahead log as one record (see `wal`), one
+//! fdatasync makes them durable, and only then does the writer apply them to sled and
+//! answer the callers. So sled never holds a change that the log lacks, and readers never
+//! see a write that a crash could undo.
 //!
-//! A write that fails (a stale revision, a second pending sync, a taken client id) must
-//! leave no trace. sled cannot undo part of a transaction, so the writer aborts it and runs
-//! it again without the failed write. The writes before it then do the same again. The
-//! writes after it see the store as if the failed one had never been tried.
+//! Plain sled writes are not atomic across keys, and a crash can keep any subset of the
+//! writes that sled had not flushed. Opening the store replays every record of the log in
+//! order, which restores each key's last logged value. The writer applies a batch while it
+//! holds [`Shared::gate`] for writing, so that reads of more than one key, which hold it
+//! for reading, never see half of a batch.
 
-use std::sync::{Arc, Mutex};
+use std::{
+    cell::RefCell,
+    collections::HashMap,
+    path::PathBuf,
+    sync::{Arc, Mutex, RwLock, atomic::AtomicBool},
+};
 
-use sled::{
-    Transactional,
-    transaction::{ConflictableTransactionError, TransactionError, TransactionalTree},
-};
-use tokio::{
-    sync::{mpsc, oneshot},
-    task::JoinHandle,
-};
+use sled::IVec;
+use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Abortable, abort, backend_error, check_revision, child_key, connector_key, credential_key,
-    lease_entry, schedule_entry, scoped_key, sync_key,
+    backend_error, check_revision, child_key, connector_key, credential_key, lease_entry, schedule_entry,
+    scoped_key, sync_key, wal_error,
 };
+use super::wal::{Changes, Wal};
 use crate::{
     domain::{Connector, Credential, SyncRun, SyncState},
     store::{
@@ -33,11 +39,13 @@ use crate::{
     },
 };
 
-/// Maximum number of writes in one transaction. A failed write costs a rerun of the writes
-/// before it, so this also bounds the work that many failing writes can cause.
-const MAX_WRITES_PER_TRANSACTION: usize = 64;
+/// Maximum number of writes in one batch, and so in one log record.
+const MAX_WRITES_PER_BATCH: usize = 64;
 /// Maximum number of writes waiting for the writer. Further callers wait to enqueue.
 const QUEUE_CAPACITY: usize = 1024;
+/// Room a segment must have left before a batch starts. A larger record still fits: it
+/// starts a segment of its own size.
+const RESERVED_LOG_BYTES: u64 = 1024 * 1024;
 
 /// Handles of every tree that writes touch.
 #[derive(Clone)]
@@ -55,8 +63,9 @@ pub(super) struct Trees {
 }
 
 impl Trees {
-    /// Returns the trees in the order that [`View::new`] expects.
-    fn in_order(&self) -> [&sled::Tree; 10] {
+    /// Returns the trees by their number in log records, so existing positions must never
+    /// change.
+    pub(super) fn in_order(&self) -> [&sled::Tree; 10] {
         [
             &self.connectors,
             &self.live_connectors,
@@ -72,48 +81,82 @@ impl Trees {
     }
 }
 
-/// The trees inside one transaction, by name.
-struct View<'a> {
-    connectors: &'a TransactionalTree,
-    live_connectors: &'a TransactionalTree,
-    request_ids: &'a TransactionalTree,
-    schedule_due: &'a TransactionalTree,
-    syncs: &'a TransactionalTree,
-    pending_syncs: &'a TransactionalTree,
-    sync_leases: &'a TransactionalTree,
-    sync_request_ids: &'a TransactionalTree,
-    credentials: &'a TransactionalTree,
-    credential_clients: &'a TransactionalTree,
+/// A key of one tree, by the tree's number in [`Trees::in_order`].
+type TreeKey = (u8, IVec);
+
+/// One change: the new value, or `None` for a removal.
+type Change = (u8, IVec, Option<IVec>);
+
+/// The changes of one write while it runs, on top of the batch's earlier writes.
+struct Scope<'a> {
+    batch: &'a HashMap<TreeKey, Option<IVec>>,
+    changes: Vec<Change>,
 }
 
-impl<'a> View<'a> {
-    fn new(trees: &'a [TransactionalTree]) -> Self {
-        let [
-            connectors,
-            live_connectors,
-            request_ids,
-            schedule_due,
-            syncs,
-            pending_syncs,
-            sync_leases,
-            sync_request_ids,
-            credentials,
-            credential_clients,
-        ] = trees
-        else {
-            unreachable!("a transaction over Trees::in_order has 10 trees, not {}", trees.len());
-        };
+impl Scope<'_> {
+    fn get(&self, tree: u8, sled_tree: &sled::Tree, key: &[u8]) -> Result<Option<IVec>, StoreError> {
+        let own = self.changes.iter().rev().find(|(number, changed, _)| *number == tree && changed.as_ref() == key);
+        if let Some((_, _, value)) = own {
+            return Ok(value.clone());
+        }
+        if let Some(value) = self.batch.get(&(tree, IVec::from(key))) {
+            return Ok(value.clone());
+        }
+        sled_tree.get(key).map_err(backend_error)
+    }
+}
+
+/// One tree as a write sees it.
+struct Staged<'a, 'b> {
+    tree: &'a sled::Tree,
+    number: u8,
+    scope: &'a RefCell<Scope<'b>>,
+}
+
+impl Staged<'_, '_> {
+    fn get(&self, key: &[u8]) -> Result<Option<IVec>, StoreError> {
+        self.scope.borrow().get(self.number, self.tree, key)
+    }
+
+    fn insert(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.scope.borrow_mut().changes.push((self.number, IVec::from(key), Some(IVec::from(value))));
+        Ok(())
+    }
+
+    fn remove(&self, key: &[u8]) -> Result<(), StoreError> {
+        self.scope.borrow_mut().changes.push((self.number, IVec::from(key), None));
+        Ok(())
+    }
+}
+
+/// The trees as one write sees them, by name.
+struct View<'a, 'b> {
+    connectors: Staged<'a, 'b>,
+    live_connectors: Staged<'a, 'b>,
+    request_ids: Staged<'a, 'b>,
+    schedule_due: Staged<'a, 'b>,
+    syncs: Staged<'a, 'b>,
+    pending_syncs: Staged<'a, 'b>,
+    sync_leases: Staged<'a, 'b>,
+    sync_request_ids: Staged<'a, 'b>,
+    credentials: Staged<'a, 'b>,
+    credential_clients: Staged<'a, 'b>,
+}
+
+impl<'a, 'b> View<'a, 'b> {
+    fn new(trees: &'a Trees, scope: &'a RefCell<Scope<'b>>) -> Self {
+        let staged = |tree, number| Staged { tree, number, scope };
         Self {
-            connectors,
-            live_connectors,
-            request_ids,
-            schedule_due,
-            syncs,
-            pending_syncs,
-            sync_leases,
-            sync_request_ids,
-            credentials,
-            credential_clients,
+            connectors: staged(&trees.connectors, 0),
+            live_connectors: staged(&trees.live_connectors, 1),
+            request_ids: staged(&trees.request_ids, 2),
+            schedule_due: staged(&trees.schedule_due, 3),
+            syncs: staged(&trees.syncs, 4),
+            pending_syncs: staged(&trees.pending_syncs, 5),
+            sync_leases: staged(&trees.sync_leases, 6),
+            sync_request_ids: staged(&trees.sync_request_ids, 7),
+            credentials: staged(&trees.credentials, 8),
+            credential_clients: staged(&trees.credential_clients, 9),
         }
     }
 }
@@ -122,10 +165,11 @@ impl<'a> View<'a> {
 pub(super) enum Write {
     InsertConnector(NewConnector),
     Apply(Box<Batch>),
+    /// Removes request-id entries whose value is still the one given.
+    RemoveRequestIds(Vec<(IVec, IVec)>),
 }
 
-/// A connector to insert, encoded outside the transaction so that a rerun does not encode
-/// it again.
+/// A connector to insert, encoded before it reaches the writer.
 pub(super) struct NewConnector {
     pub app_id: String,
     pub key: Vec<u8>,
@@ -140,6 +184,8 @@ pub(super) struct NewConnector {
 pub(super) enum Written {
     Inserted(Box<Inserted>),
     Applied,
+    /// Number of request-id entries removed.
+    Removed(usize),
 }
 
 struct Queued {
@@ -147,27 +193,56 @@ struct Queued {
     reply: oneshot::Sender<Result<Written, StoreError>>,
 }
 
-/// Abort reason of a shared transaction: which write failed and why.
-struct Failed {
-    index: usize,
-    error: StoreError,
+/// What the writer shares with the store.
+#[derive(Default)]
+pub(super) struct Shared {
+    /// Error of a failed log append or sled write. The writer then refuses every later
+    /// write until the store is opened again, which replays the log.
+    failure: Mutex<Option<StoreError>>,
+    /// Set after every log append; the checkpoint task clears it when it flushes sled.
+    pub dirty: AtomicBool,
+    /// Held for writing while the writer applies a batch to sled. Reads of more than one
+    /// key hold it for reading.
+    pub gate: RwLock<()>,
 }
+
+impl Shared {
+    pub(super) fn failure(&self) -> Option<StoreError> {
+        self.failure.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    fn fail(&self, error: StoreError) {
+        *self.failure.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(error);
+    }
+}
+
+/// Where the writer sends the log segments that it finished; a checkpoint removes them.
+pub(super) type FinishedSegments = mpsc::UnboundedSender<PathBuf>;
 
 pub(super) struct Writer {
     queue: Mutex<Option<mpsc::Sender<Queued>>>,
-    task: tokio::sync::Mutex<Option<JoinHandle<()>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    shared: Arc<Shared>,
 }
 
 impl Writer {
-    /// Starts the writer task on the current tokio runtime.
-    pub(super) fn start(trees: Trees) -> Self {
+    /// Starts the writer thread. Without a log (`wal` is `None`), writes are acknowledged
+    /// once sled applied them, which only the unsafe test mode does.
+    pub(super) fn start(trees: Trees, wal: Option<Wal>, finished: FinishedSegments) -> std::io::Result<Self> {
         let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
-        let task = tokio::spawn(run(Arc::new(trees), receiver));
-        Self { queue: Mutex::new(Some(sender)), task: tokio::sync::Mutex::new(Some(task)) }
+        let shared = Arc::new(Shared::default());
+        let thread = std::thread::Builder::new().name("sled-writer".to_owned()).spawn({
+            let shared = Arc::clone(&shared);
+            move || run(&trees, receiver, wal, &finished, &shared)
+        })?;
+        Ok(Self { queue: Mutex::new(Some(sender)), thread: Mutex::new(Some(thread)), shared })
     }
 
-    /// Applies `write` in the next transaction. The change is applied, not yet durable,
-    /// when this returns.
+    pub(super) fn shared(&self) -> Arc<Shared> {
+        Arc::clone(&self.shared)
+    }
+
+    /// Applies `write` in the next batch. The change is durable when this returns `Ok`.
     pub(super) async fn submit(&self, write: Write) -> Result<Written, StoreError> {
         let sender = self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
         let sender = sender.ok_or(StoreError::Closed)?;
@@ -175,80 +250,175 @@ impl Writer {
         sender.send(Queued { write, reply }).await.map_err(|_| StoreError::Closed)?;
         written
             .await
-            .map_err(|_| StoreError::Backend("the write transaction ended without a result".to_owned()))?
+            .map_err(|_| StoreError::Backend("the write batch ended without a result".to_owned()))?
     }
 
-    /// Refuses new writes, lets the queued ones finish, and waits for the task to end, so
+    /// Refuses new writes, lets the queued ones finish, and waits for the thread to end, so
     /// that its tree handles no longer hold the database open.
     pub(super) async fn stop(&self) {
         drop(self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take());
-        if let Some(task) = self.task.lock().await.take()
-            && let Err(error) = task.await
-        {
-            tracing::error!(%error, "the sled writer task failed");
-        }
-    }
-}
-
-async fn run(trees: Arc<Trees>, mut queue: mpsc::Receiver<Queued>) {
-    let mut queued = Vec::with_capacity(MAX_WRITES_PER_TRANSACTION);
-    while queue.recv_many(&mut queued, MAX_WRITES_PER_TRANSACTION).await > 0 {
-        let writes = std::mem::replace(&mut queued, Vec::with_capacity(MAX_WRITES_PER_TRANSACTION));
-        let trees = Arc::clone(&trees);
-        // A sled transaction can wait for a whole flush (see `flush_durably`), so it must
-        // not run on a runtime worker.
-        if let Err(error) = tokio::task::spawn_blocking(move || apply_together(&trees, writes)).await {
-            // The replies were dropped with the task, so their callers get an error.
-            tracing::error!(%error, "a write transaction panicked");
-        }
-    }
-}
-
-/// Applies `writes` in one transaction and sends each caller its result.
-fn apply_together(trees: &Trees, mut writes: Vec<Queued>) {
-    let in_order = trees.in_order();
-    while !writes.is_empty() {
-        let result = in_order.as_slice().transaction(|view: &Vec<TransactionalTree>| {
-            let view = View::new(view);
-            let mut written = Vec::with_capacity(writes.len());
-            for (index, queued) in writes.iter().enumerate() {
-                let outcome = apply_one(&queued.write, &view).map_err(|error| match error {
-                    ConflictableTransactionError::Abort(error) => {
-                        ConflictableTransactionError::Abort(Failed { index, error })
-                    }
-                    ConflictableTransactionError::Storage(error) => ConflictableTransactionError::Storage(error),
-                    // sled retries the whole closure on a conflict.
-                    _ => ConflictableTransactionError::Conflict,
-                })?;
-                written.push(outcome);
+        let thread = self.thread.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+        if let Some(thread) = thread {
+            match tokio::task::spawn_blocking(move || thread.join()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => tracing::error!("the sled writer thread panicked"),
+                Err(error) => tracing::error!(%error, "waiting for the sled writer thread failed"),
             }
-            Ok(written)
-        });
-        match result {
+        }
+    }
+}
+
+fn run(trees: &Trees, mut queue: mpsc::Receiver<Queued>, mut wal: Option<Wal>, finished: &FinishedSegments, shared: &Shared) {
+    let mut writes = Vec::with_capacity(MAX_WRITES_PER_BATCH);
+    while let Some(first) = queue.blocking_recv() {
+        writes.push(first);
+        while writes.len() < MAX_WRITES_PER_BATCH {
+            match queue.try_recv() {
+                Ok(queued) => writes.push(queued),
+                Err(_) => break,
+            }
+        }
+        if let Some(error) = shared.failure() {
+            reply_all(writes.drain(..), &error);
+            continue;
+        }
+        if let Some(wal) = &mut wal {
+            // Nothing is logged yet, so a failure here fails these writes and nothing else.
+            match wal.reserve(RESERVED_LOG_BYTES) {
+                Ok(segment) => hand_over(finished, segment),
+                Err(error) => {
+                    let error = wal_error("starting a log segment", &error);
+                    tracing::error!(%error, writes = writes.len(), "write batch not started");
+                    reply_all(writes.drain(..), &error);
+                    continue;
+                }
+            }
+        }
+        run_batch(trees, writes.drain(..), wal.as_mut(), finished, shared);
+    }
+}
+
+fn hand_over(finished: &FinishedSegments, segment: Option<PathBuf>) {
+    if let Some(segment) = segment {
+        // The checkpoint task ends only after the writer, so this cannot fail while the
+        // store runs. A segment that is not removed is replayed after a restart.
+        let _ = finished.send(segment);
+    }
+}
+
+/// Checks each write in turn, logs the changes of those that succeed, applies them to sled
+/// and sends each caller its result.
+fn run_batch(
+    trees: &Trees,
+    writes: impl Iterator<Item = Queued>,
+    wal: Option<&mut Wal>,
+    finished: &FinishedSegments,
+    shared: &Shared,
+) {
+    let mut latest: HashMap<TreeKey, Option<IVec>> = HashMap::new();
+    let mut changes: Vec<Change> = Vec::new();
+    let mut succeeded = Vec::with_capacity(MAX_WRITES_PER_BATCH);
+    for queued in writes {
+        let scope = RefCell::new(Scope { batch: &latest, changes: Vec::new() });
+        let outcome = apply_one(&queued.write, &View::new(trees, &scope));
+        let own = scope.into_inner().changes;
+        match outcome {
             Ok(written) => {
-                for (queued, outcome) in writes.into_iter().zip(written) {
-                    // A caller that went away gets no result, but its write is kept.
-                    let _ = queued.reply.send(Ok(outcome));
+                for (tree, key, value) in &own {
+                    latest.insert((*tree, key.clone()), value.clone());
                 }
-                return;
+                changes.extend(own);
+                succeeded.push((queued.reply, written));
             }
-            Err(TransactionError::Abort(Failed { index, error })) => {
-                let failed = writes.remove(index);
-                let _ = failed.reply.send(Err(error));
-            }
-            Err(TransactionError::Storage(error)) => {
-                let error = backend_error(error);
-                tracing::error!(%error, writes = writes.len(), "write transaction failed");
-                for queued in writes {
-                    let _ = queued.reply.send(Err(error.clone()));
-                }
-                return;
+            // The failed write's changes are dropped with `own`.
+            Err(error) => {
+                let _ = queued.reply.send(Err(error));
             }
         }
     }
+    if changes.is_empty() {
+        // Replays and writes that change nothing need no record.
+        for (reply, written) in succeeded {
+            let _ = reply.send(Ok(written));
+        }
+        return;
+    }
+
+    if let Some(wal) = wal {
+        let mut record = Changes::default();
+        for (tree, key, value) in &changes {
+            match value {
+                Some(value) => record.put(*tree, key, value),
+                None => record.remove(*tree, key),
+            }
+        }
+        match wal.append(record.as_bytes()) {
+            Ok(segment) => hand_over(finished, segment),
+            Err(error) => {
+                let error = wal_error("appending to the write-ahead log", &error);
+                // A failed fdatasync may have dropped pages that an earlier success did
+                // not cover, so the log cannot be trusted until it is opened again.
+                tracing::error!(%error, writes = succeeded.len(), "log append failed; the store refuses writes until it is opened again");
+                shared.fail(error.clone());
+                reply_all(succeeded.into_iter().map(|(reply, _)| reply), &error);
+                return;
+            }
+        }
+        shared.dirty.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    if let Err(error) = apply_to_sled(trees, &changes, shared) {
+        // The record is durable, so the batch takes effect when the store is opened again
+        // and replays the log; until then sled may hold part of it.
+        tracing::error!(%error, writes = succeeded.len(), "applying a logged batch to sled failed; the store refuses writes until it is opened again");
+        shared.fail(error.clone());
+        reply_all(succeeded.into_iter().map(|(reply, _)| reply), &error);
+        return;
+    }
+    for (reply, written) in succeeded {
+        // A caller that went away gets no result, but its write is kept.
+        let _ = reply.send(Ok(written));
+    }
 }
 
-fn apply_one(write: &Write, view: &View<'_>) -> Abortable<Written> {
+/// Applies logged changes to sled, in order.
+pub(super) fn apply_to_sled(trees: &Trees, changes: &[Change], shared: &Shared) -> Result<(), StoreError> {
+    let in_order = trees.in_order();
+    let _gate = shared.gate.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+    for (tree, key, value) in changes {
+        let tree = in_order[usize::from(*tree)];
+        match value {
+            Some(value) => tree.insert(key, value.clone()),
+            None => tree.remove(key),
+        }
+        .map_err(backend_error)?;
+    }
+    Ok(())
+}
+
+/// Sends `error` to every caller behind `replies`.
+fn reply_all<R: Into<Reply>>(replies: impl Iterator<Item = R>, error: &StoreError) {
+    for reply in replies {
+        let _ = reply.into().0.send(Err(error.clone()));
+    }
+}
+
+/// The reply channel of a queued write.
+struct Reply(oneshot::Sender<Result<Written, StoreError>>);
+
+impl From<Queued> for Reply {
+    fn from(queued: Queued) -> Self {
+        Self(queued.reply)
+    }
+}
+
+impl From<oneshot::Sender<Result<Written, StoreError>>> for Reply {
+    fn from(sender: oneshot::Sender<Result<Written, StoreError>>) -> Self {
+        Self(sender)
+    }
+}
+
+fn apply_one(write: &Write, view: &View<'_, '_>) -> Result<Written, StoreError> {
     match write {
         Write::InsertConnector(connector) => {
             insert_connector(connector, view).map(|inserted| Written::Inserted(Box::new(inserted)))
@@ -265,76 +435,87 @@ fn apply_one(write: &Write, view: &View<'_>) -> Abortable<Written> {
             }
             Ok(Written::Applied)
         }
+        Write::RemoveRequestIds(entries) => {
+            let mut removed = 0;
+            for (key, expected) in entries {
+                // Remove only the entry that was read, never one recorded since.
+                if view.request_ids.get(key)?.as_ref() == Some(expected) {
+                    view.request_ids.remove(key)?;
+                    removed += 1;
+                }
+            }
+            Ok(Written::Removed(removed))
+        }
     }
 }
 
-fn insert_connector(connector: &NewConnector, view: &View<'_>) -> Abortable<Inserted> {
+fn insert_connector(connector: &NewConnector, view: &View<'_, '_>) -> Result<Inserted, StoreError> {
     if let Some((request_key, request_value)) = &connector.request_id {
         if let Some(existing) = view.request_ids.get(request_key)? {
-            let (existing_id, _) = decode_request_id(request_key, &existing).map_err(abort)?;
+            let (existing_id, _) = decode_request_id(request_key, &existing)?;
             let existing_key = scoped_key(&connector.app_id, &existing_id);
             let Some(bytes) = view.connectors.get(&existing_key)? else {
-                return Err(abort(StoreError::Corrupt {
+                return Err(StoreError::Corrupt {
                     key: String::from_utf8_lossy(request_key).replace('\0', "/"),
                     reason: format!("request id names missing connector {existing_id}"),
-                }));
+                });
             };
-            let existing = decode_connector(&existing_key, &bytes).map_err(abort)?;
+            let existing = decode_connector(&existing_key, &bytes)?;
             return Ok(Inserted::Replayed(existing));
         }
         view.request_ids.insert(request_key.as_slice(), request_value.as_slice())?;
     }
     if view.connectors.get(&connector.key)?.is_some() {
-        return Err(abort(StoreError::Conflict(format!("{} already exists", connector.name))));
+        return Err(StoreError::Conflict(format!("{} already exists", connector.name)));
     }
     view.connectors.insert(connector.key.as_slice(), connector.encoded.as_slice())?;
-    view.live_connectors.insert(connector.key.as_slice(), &[] as &[u8])?;
+    view.live_connectors.insert(&connector.key, &[])?;
     Ok(Inserted::Created)
 }
 
-fn write_connector(write: &Versioned<Connector>, view: &View<'_>) -> Abortable<()> {
+fn write_connector(write: &Versioned<Connector>, view: &View<'_, '_>) -> Result<(), StoreError> {
     let connector = &write.record;
     let key = connector_key(&connector.key());
     let stored = view.connectors.get(&key)?;
     check_revision(&key, stored.as_deref(), write.expected_revision, &connector.key().to_string())?;
 
     if let Some(stored) = &stored {
-        let old = decode_connector(&key, stored).map_err(abort)?;
+        let old = decode_connector(&key, stored)?;
         if let Some(entry) = schedule_entry(&old, &key) {
-            view.schedule_due.remove(entry)?;
+            view.schedule_due.remove(&entry)?;
         }
     }
-    view.connectors.insert(key.as_slice(), encode_connector(connector))?;
+    view.connectors.insert(&key, &encode_connector(connector))?;
     if connector.is_deleted() {
         view.live_connectors.remove(key.as_slice())?;
     } else {
-        view.live_connectors.insert(key.as_slice(), &[] as &[u8])?;
+        view.live_connectors.insert(&key, &[])?;
     }
     if let Some(entry) = schedule_entry(connector, &key) {
-        view.schedule_due.insert(entry, &[] as &[u8])?;
+        view.schedule_due.insert(&entry, &[])?;
     }
     Ok(())
 }
 
-fn write_sync(write: &Versioned<SyncRun>, view: &View<'_>) -> Abortable<()> {
+fn write_sync(write: &Versioned<SyncRun>, view: &View<'_, '_>) -> Result<(), StoreError> {
     let sync = &write.record;
     let key = sync_key(sync);
     let connector = scoped_key(&sync.app_id, &sync.connector_id);
     let what = format!("sync {} of connector {} in app {}", sync.id, sync.connector_id, sync.app_id);
     let stored = view.syncs.get(&key)?;
     check_revision(&key, stored.as_deref(), write.expected_revision, &what)?;
-    let old = stored.as_ref().map(|bytes| decode_sync(&key, bytes)).transpose().map_err(abort)?;
+    let old = stored.as_ref().map(|bytes| decode_sync(&key, bytes)).transpose()?;
 
     // At most one pending sync per connector.
     let pending_id = view.pending_syncs.get(&connector)?;
     let is_this = |id: &sled::IVec| id.as_ref() == sync.id.as_bytes();
     if sync.state == SyncState::Pending {
         if let Some(other) = pending_id.as_ref().filter(|id| !is_this(id)) {
-            return Err(abort(StoreError::Conflict(format!(
+            return Err(StoreError::Conflict(format!(
                 "connector {} already has pending sync {}",
                 sync.connector_id,
                 String::from_utf8_lossy(other)
-            ))));
+            )));
         }
         view.pending_syncs.insert(connector.as_slice(), sync.id.as_bytes())?;
     } else if pending_id.as_ref().is_some_and(is_this) {
@@ -342,10 +523,10 @@ fn write_sync(write: &Versioned<SyncRun>, view: &View<'_>) -> Abortable<()> {
     }
 
     if let Some(entry) = old.as_ref().and_then(|old| lease_entry(old, &key)) {
-        view.sync_leases.remove(entry)?;
+        view.sync_leases.remove(&entry)?;
     }
     if let Some(entry) = lease_entry(sync, &key) {
-        view.sync_leases.insert(entry, &[] as &[u8])?;
+        view.sync_leases.insert(&entry, &[])?;
     }
 
     if let Some(request_id) = &sync.request_id
@@ -353,16 +534,16 @@ fn write_sync(write: &Versioned<SyncRun>, view: &View<'_>) -> Abortable<()> {
     {
         let request_key = child_key(&connector, request_id);
         if view.sync_request_ids.get(&request_key)?.is_some() {
-            return Err(abort(StoreError::Conflict(format!("request id {request_id} was already used"))));
+            return Err(StoreError::Conflict(format!("request id {request_id} was already used")));
         }
-        view.sync_request_ids.insert(request_key, sync.id.as_bytes())?;
+        view.sync_request_ids.insert(&request_key, sync.id.as_bytes())?;
     }
 
-    view.syncs.insert(key, encode_sync(sync))?;
+    view.syncs.insert(&key, &encode_sync(sync))?;
     Ok(())
 }
 
-fn write_credential(write: &Versioned<Credential>, view: &View<'_>) -> Abortable<()> {
+fn write_credential(write: &Versioned<Credential>, view: &View<'_, '_>) -> Result<(), StoreError> {
     let credential = &write.record;
     let key = credential_key(credential);
     let what = format!("credential {} of connector {}", credential.id, credential.connector_id);
@@ -370,10 +551,10 @@ fn write_credential(write: &Versioned<Credential>, view: &View<'_>) -> Abortable
     check_revision(&key, stored.as_deref(), write.expected_revision, &what)?;
     if stored.is_none() {
         if view.credential_clients.get(credential.client_id.as_bytes())?.is_some() {
-            return Err(abort(StoreError::Conflict(format!("client id {} is taken", credential.client_id))));
+            return Err(StoreError::Conflict(format!("client id {} is taken", credential.client_id)));
         }
         view.credential_clients.insert(credential.client_id.as_bytes(), key.as_slice())?;
     }
-    view.credentials.insert(key, encode_credential(credential))?;
+    view.credentials.insert(&key, &encode_credential(credential))?;
     Ok(())
 }

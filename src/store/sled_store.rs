@@ -261,7 +261,7 @@ impl SledStore {
     }
 }
 
-/// Expired request ids removed per transaction.
+/// Expired request ids removed per write batch.
 const PURGE_BATCH: usize = 1_000;
 
 /// Applies every record of the log to sled, in order, makes sled durable and removes the
@@ -614,8 +614,8 @@ impl Store for SledStore {
             Written::Inserted(outcome) => *outcome,
             _ => return Err(StoreError::Backend("the writer returned another write's result for an insert".to_owned())),
         };
-        // A replay is durable too: the writer logged the first insert in this transaction
-        // or an earlier one, and answers only after the log is on the device.
+        // A replay is durable too: the writer logged the first insert in this batch or an
+        // earlier one, and replies only after the log is on the device.
         Ok(outcome)
     }
 
@@ -812,7 +812,7 @@ impl Store for SledStore {
         }
         let result = self.commit.wait_durable().await;
         if result.is_ok() {
-            // sled holds every write now, so the next open has nothing to replay.
+            // sled contains every write now, so the next open has nothing to replay.
             match wal::segments(&self.wal_dir) {
                 Ok(segments) => remove_segments(&self.wal_dir, &segments),
                 Err(error) => tracing::warn!(%error, dir = %self.wal_dir.display(), "cannot list the log segments to remove"),
@@ -906,7 +906,7 @@ mod tests {
         page.iter().map(|connector| (connector.id.as_str(), connector.revision)).collect()
     }
 
-    /// Writes that the log holds survive a crash in which sled lost everything it had not
+    /// Writes in the log survive a crash in which sled lost everything it had not
     /// flushed: the copy below has sled's files from before the writes and the log from
     /// after them.
     #[tokio::test]
@@ -946,7 +946,7 @@ mod tests {
         reopened.close().await.unwrap();
     }
 
-    /// Replaying records that sled already holds leaves every key with its last value.
+    /// Replaying records that sled already contains leaves every key with its last value.
     #[tokio::test]
     async fn replay_over_flushed_writes_changes_nothing() {
         let directory = tempfile::tempdir().unwrap();
@@ -967,7 +967,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_damaged_segment_before_the_newest_fails_the_open() {
+    async fn open_fails_on_damaged_older_segment() {
         let directory = tempfile::tempdir().unwrap();
         // An opened and closed store leaves an empty log directory.
         let store = SledStore::open(&SledStoreOptions::new(directory.path())).unwrap();

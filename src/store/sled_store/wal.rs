@@ -286,7 +286,7 @@ mod tests {
     }
 
     #[test]
-    fn a_record_cut_short_ends_the_segment_uncleanly() {
+    fn segment_read_stops_at_torn_record() {
         let dir = tempfile::tempdir().unwrap();
         let mut wal = Wal::create(dir.path(), 1).unwrap();
         wal.append(b"kept").unwrap();
@@ -303,7 +303,7 @@ mod tests {
     }
 
     #[test]
-    fn a_full_segment_makes_way_for_the_next() {
+    fn segment_full_starts_next_one() {
         let dir = tempfile::tempdir().unwrap();
         let mut wal = Wal::create(dir.path(), 1).unwrap();
         let big = vec![7u8; (SEGMENT_BYTES / 2) as usize];
@@ -317,7 +317,7 @@ mod tests {
     }
 
     #[test]
-    fn a_record_larger_than_a_segment_gets_its_own() {
+    fn segment_grows_for_oversized_record() {
         let dir = tempfile::tempdir().unwrap();
         let mut wal = Wal::create(dir.path(), 1).unwrap();
         let huge = vec![1u8; SEGMENT_BYTES as usize + 10];

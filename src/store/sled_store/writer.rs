@@ -7,14 +7,14 @@
 //! (a stale revision, a second pending sync, a taken client id) leaves no change behind.
 //! The changes of the batch then go to the write-ahead log as one record (see `wal`), one
 //! fdatasync makes them durable, and only then does the writer apply them to sled and
-//! answer the callers. So sled never holds a change that the log lacks, and readers never
+//! reply to the callers. So sled never holds a change that the log lacks, and readers never
 //! see a write that a crash could undo.
 //!
 //! Plain sled writes are not atomic across keys, and a crash can keep any subset of the
 //! writes that sled had not flushed. Opening the store replays every record of the log in
-//! order, which restores each key's last logged value. The writer applies a batch while it
-//! holds [`Shared::gate`] for writing, so that reads of more than one key, which hold it
-//! for reading, never see half of a batch.
+//! order, which restores each key's last logged value. The writer takes the write side of
+//! [`Shared::gate`] while it applies a batch. Reads of more than one key take the read side,
+//! so they never see half of a batch.
 
 use std::{
     cell::RefCell,
@@ -106,7 +106,7 @@ impl Scope<'_> {
     }
 }
 
-/// One tree as a write sees it.
+/// A tree plus the changes of the running write.
 struct Staged<'a, 'b> {
     tree: &'a sled::Tree,
     number: u8,
@@ -129,7 +129,7 @@ impl Staged<'_, '_> {
     }
 }
 
-/// The trees as one write sees them, by name.
+/// All trees plus the changes of the running write, by name.
 struct View<'a, 'b> {
     connectors: Staged<'a, 'b>,
     live_connectors: Staged<'a, 'b>,
@@ -193,10 +193,10 @@ struct Queued {
     reply: oneshot::Sender<Result<Written, StoreError>>,
 }
 
-/// What the writer shares with the store.
+/// State that the writer shares with the store.
 #[derive(Default)]
 pub(super) struct Shared {
-    /// Error of a failed log append or sled write. The writer then refuses every later
+    /// Error of a failed log append or sled write. The writer then rejects every later
     /// write until the store is opened again, which replays the log.
     failure: Mutex<Option<StoreError>>,
     /// Set after every log append; the checkpoint task clears it when it flushes sled.
@@ -216,7 +216,7 @@ impl Shared {
     }
 }
 
-/// Where the writer sends the log segments that it finished; a checkpoint removes them.
+/// Channel for the log segments that the writer finished. A checkpoint removes them.
 pub(super) type FinishedSegments = mpsc::UnboundedSender<PathBuf>;
 
 pub(super) struct Writer {
@@ -300,8 +300,8 @@ fn run(trees: &Trees, mut queue: mpsc::Receiver<Queued>, mut wal: Option<Wal>, f
 
 fn hand_over(finished: &FinishedSegments, segment: Option<PathBuf>) {
     if let Some(segment) = segment {
-        // The checkpoint task ends only after the writer, so this cannot fail while the
-        // store runs. A segment that is not removed is replayed after a restart.
+        // The checkpoint task runs until the writer drops its sender, so a send fails only
+        // if that task panicked. A segment left behind is replayed at the next open.
         let _ = finished.send(segment);
     }
 }
@@ -358,7 +358,7 @@ fn run_batch(
                 let error = wal_error("appending to the write-ahead log", &error);
                 // A failed fdatasync may have dropped pages that an earlier success did
                 // not cover, so the log cannot be trusted until it is opened again.
-                tracing::error!(%error, writes = succeeded.len(), "log append failed; the store refuses writes until it is opened again");
+                tracing::error!(%error, writes = succeeded.len(), "write-ahead log append failed; writes are rejected until the server restarts");
                 shared.fail(error.clone());
                 reply_all(succeeded.into_iter().map(|(reply, _)| reply), &error);
                 return;
@@ -369,8 +369,8 @@ fn run_batch(
 
     if let Err(error) = apply_to_sled(trees, &changes, shared) {
         // The record is durable, so the batch takes effect when the store is opened again
-        // and replays the log; until then sled may hold part of it.
-        tracing::error!(%error, writes = succeeded.len(), "applying a logged batch to sled failed; the store refuses writes until it is opened again");
+        // and replays the log. Until then sled may contain part of it.
+        tracing::error!(%error, writes = succeeded.len(), "applying a logged batch to sled failed; writes are rejected until the server restarts");
         shared.fail(error.clone());
         reply_all(succeeded.into_iter().map(|(reply, _)| reply), &error);
         return;

@@ -6,10 +6,10 @@
 //! changes no file-system metadata. sled's own flushes then run as checkpoints in the
 //! background, and a checkpoint lets the log drop the segments it covers.
 //!
-//! Every transaction of the writer becomes one record that lists the keys it put and
-//! removed, with their values. Records are numbered from 1 without gaps. The transaction
-//! stores its record number in sled too, so after a crash exactly the records with a
-//! higher number than sled's are applied again.
+//! Every batch of the writer becomes one record that lists the keys it put and removed,
+//! with their values. Records are numbered without gaps. Opening the store applies every
+//! record that is still in the log, in order: a change sets a key to its logged value, so
+//! applying a record that sled already holds changes nothing.
 //!
 //! A segment is named after the number of its first record. A record is a 16-byte header,
 //! `[payload length: u32][crc32 of number and payload: u32][number: u64]`, all

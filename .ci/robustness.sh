@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 control_rounds="${CONTROL_ROUNDS:-8}"
 fuzz_seconds="${FUZZ_SECONDS:-20}"
 
-echo "== crash loop control run (flush off, must find lost writes): ${control_rounds} rounds"
+echo "== crash loop control run (no write-ahead log, must find lost writes): ${control_rounds} rounds"
 cargo test --locked --test crash_loop -- --rounds "$control_rounds" --control
 
 echo "== fuzzing: ${fuzz_seconds}s per target"

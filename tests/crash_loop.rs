@@ -96,6 +96,8 @@ enum InFlight {
 
 #[derive(Default)]
 struct Totals {
+    /// Rounds whose restart was verified.
+    rounds: usize,
     acknowledged_writes: u64,
     lost_writes: u64,
     in_flight_applied: u64,
@@ -117,8 +119,9 @@ fn main() -> ExitCode {
 
     let mode = if options.control { "control run (no write-ahead log)" } else { "crash loop" };
     println!(
-        "{mode}: seed {}, {} rounds, {} acknowledged writes, {} lost, {} index mismatches, {} unexpected errors, in flight at a kill: {} applied, {} not applied",
+        "{mode}: seed {}, {} of {} rounds, {} acknowledged writes, {} lost, {} index mismatches, {} unexpected errors, in flight at a kill: {} applied, {} not applied",
         options.seed,
+        totals.rounds,
         options.rounds,
         totals.acknowledged_writes,
         totals.lost_writes,
@@ -161,8 +164,11 @@ async fn run(options: &Options) -> Totals {
         let client = server.client().await;
         if round > 0 {
             verify(&client, &mut known, &in_flight, &touched, &mut totals, &mut random).await;
+            totals.rounds = round;
         }
-        if round == options.rounds {
+        // Once a control run has found lost writes it has shown what it must, and without
+        // the log later rounds would build on half-applied writes.
+        if round == options.rounds || (options.control && totals.lost_writes > 0) {
             server.kill();
             break;
         }
@@ -502,7 +508,16 @@ async fn verify_syncs(
         }
         // Without a stored pending-sync entry this queues a new sync instead.
         let request = pb::ConnectorServiceForceSyncRequest { app_id: APP_ID.to_owned(), connector_id: id.clone(), ..Default::default() };
-        let sync = client.force_sync(timed(request)).await.expect("ForceSync during verification").into_inner().sync.unwrap();
+        let sync = match client.force_sync(timed(request)).await {
+            Ok(response) => response.into_inner().sync.unwrap(),
+            // A pending-sync entry whose sync is missing makes every ForceSync conflict, which
+            // only a half-applied write leaves behind.
+            Err(status) => {
+                eprintln!("index mismatch: ForceSync of connector {id} failed: {status:?}");
+                totals.index_mismatches += 1;
+                continue;
+            }
+        };
         if let Some(sync_id) = stored_sync
             && sync.id != *sync_id
         {

@@ -9,7 +9,7 @@
 //! Every batch of the writer becomes one record that lists the keys it put and removed,
 //! with their values. Records are numbered without gaps. Opening the store applies every
 //! record that is still in the log, in order: a change sets a key to its logged value, so
-//! applying a record that sled already holds changes nothing.
+//! applying a record that sled already contains changes nothing.
 //!
 //! A segment is named after the number of its first record. A record is a 16-byte header,
 //! `[payload length: u32][crc32 of number and payload: u32][number: u64]`, all

@@ -7,8 +7,8 @@
 //! (a stale revision, a second pending sync, a taken client id) leaves no change behind.
 //! The changes of the batch then go to the write-ahead log as one record (see `wal`), one
 //! fdatasync makes them durable, and only then does the writer apply them to sled and
-//! reply to the callers. So sled never holds a change that the log lacks, and readers never
-//! see a write that a crash could undo.
+//! reply to the callers. So sled never contains a change that the log lacks, and readers
+//! never see a write that a crash could undo.
 //!
 //! Plain sled writes are not atomic across keys, and a crash can keep any subset of the
 //! writes that sled had not flushed. Opening the store replays every record of the log in

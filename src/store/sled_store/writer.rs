@@ -300,8 +300,8 @@ fn run(trees: &Trees, mut queue: mpsc::Receiver<Queued>, mut wal: Option<Wal>, f
 
 fn hand_over(finished: &FinishedSegments, segment: Option<PathBuf>) {
     if let Some(segment) = segment {
-        // The checkpoint task runs until the writer drops its sender, so a send fails only
-        // if that task panicked. A segment left behind is replayed at the next open.
+        // The checkpoint task runs until the writer drops its sender, unless it panicked or
+        // its runtime shut down. A segment it never receives is replayed at the next open.
         let _ = finished.send(segment);
     }
 }

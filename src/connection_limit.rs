@@ -203,16 +203,12 @@ impl AsyncWrite for LimitedConnection {
         Pin::new(&mut self.stream).poll_write(context, data)
     }
 
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        context: &mut Context<'_>,
-        buffers: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(context, buffers)
-    }
-
+    /// Reports no vectored writes, so that HTTP/2 copies frames smaller than 1 KiB into its
+    /// write buffer instead of chaining them. A unary response then leaves in one write
+    /// with the responses of other streams, where a chained data frame would need a write
+    /// of its own before the trailers behind it.
     fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
+        false
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -119,7 +119,7 @@ impl ConnectorApi {
 
         audit.target(&connector.app_id, &connector.id);
         tracing::Span::current().record("connector_id", connector.id.as_str());
-        tracing::info!("connector created");
+        tracing::debug!("connector created");
         Ok(pb::ConnectorServiceCreateResponse { connector_view: Some(view(connector, &self.config_types)), expanded: Vec::new() })
     }
 
@@ -144,7 +144,7 @@ impl ConnectorApi {
 
         audit.target(&connector.app_id, &connector.id);
         tracing::Span::current().record("connector_id", connector.id.as_str());
-        tracing::info!("delegated connector created");
+        tracing::debug!("delegated connector created");
         Ok(pb::ConnectorServiceCreateDelegatedResponse { connector_view: Some(view(connector, &self.config_types)), expanded: Vec::new() })
     }
 
@@ -160,7 +160,7 @@ impl ConnectorApi {
 
         self.registry.delete(&key, expected_etag).await?;
 
-        tracing::info!("connector deleted");
+        tracing::debug!("connector deleted");
         Ok(pb::ConnectorServiceDeleteResponse {})
     }
 
@@ -188,7 +188,7 @@ impl ConnectorApi {
 
         let updated = self.registry.update(&key, &patch, expected_etag).await?;
 
-        tracing::info!(revision = updated.revision, "connector updated");
+        tracing::debug!(revision = updated.revision, "connector updated");
         Ok(view(updated, &self.config_types))
     }
 }

@@ -203,10 +203,10 @@ impl AsyncWrite for LimitedConnection {
         Pin::new(&mut self.stream).poll_write(context, data)
     }
 
-    /// Reports no vectored writes, so that HTTP/2 copies frames smaller than 1 KiB into its
-    /// write buffer instead of chaining them. A unary response then leaves in one write
-    /// with the responses of other streams, where a chained data frame would need a write
-    /// of its own before the trailers behind it.
+    /// Reports no vectored writes, so that HTTP/2 (h2 0.4) copies data frames smaller than
+    /// 1 KiB into its write buffer instead of chaining them. A unary response then leaves
+    /// in one write, where a chained data frame needed a write of its own before the
+    /// trailers behind it.
     fn is_write_vectored(&self) -> bool {
         false
     }

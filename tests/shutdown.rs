@@ -87,9 +87,10 @@ async fn sigterm_under_write_load() {
     eprintln!("{} acknowledged writes present after restart", acknowledged.len());
 }
 
-/// Whether a call failed because the connection broke under it, as when a request crosses
-/// the server's close of an idle connection after GOAWAY. The HTTP/2 client reports such an
-/// I/O error as UNKNOWN; the write was never acknowledged, so it is a clean failure.
+/// Returns whether a call failed because the connection broke under it, as when a request
+/// crosses the server's close of an idle connection after GOAWAY. The HTTP/2 client
+/// reports such an I/O error as UNKNOWN. The write was never acknowledged, so it is a clean
+/// failure.
 fn lost_connection(status: &tonic::Status) -> bool {
     const TRANSPORT: [&str; 4] = ["broken pipe", "connection reset", "connection closed", "connection aborted"];
     let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);

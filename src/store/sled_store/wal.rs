@@ -3,7 +3,7 @@
 //! sled 0.34 makes a write durable only with a flush of its own log, which waits for the
 //! device twice (see `flush_durably`). This log makes a write durable with one `pwrite` and
 //! one fdatasync into a segment file whose blocks were allocated in advance, so the write
-//! changes no file-system metadata. sled's own flushes then run as checkpoints in the
+//! does not change the file's size. sled's own flushes then run as checkpoints in the
 //! background, and a checkpoint lets the log drop the segments it covers.
 //!
 //! Every batch of the writer becomes one record that lists the keys it put and removed,
@@ -105,7 +105,10 @@ impl Segment {
     }
 }
 
-/// Allocates the file's blocks (`posix_fallocate`), so appends change no metadata.
+/// Allocates the file's blocks (`posix_fallocate`), so appends do not grow the file.
+// NOTE: ext4 marks such blocks unwritten, and the first write to each one changes extent
+// metadata that the next fdatasync commits too. Writing zeros instead would avoid that,
+// but a C loop of 700-byte appends with fdatasync showed no measurable difference.
 fn allocate(file: &File, bytes: u64) -> io::Result<()> {
     fs2::FileExt::allocate(file, bytes)
 }

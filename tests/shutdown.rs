@@ -92,7 +92,7 @@ async fn sigterm_under_write_load() {
 /// reports such an I/O error as UNKNOWN. The write was never acknowledged, so it is a clean
 /// failure.
 fn lost_connection(status: &tonic::Status) -> bool {
-    const TRANSPORT: [&str; 4] = ["broken pipe", "connection reset", "connection closed", "connection aborted"];
+    const LOST_CONNECTION_MESSAGES: [&str; 4] = ["broken pipe", "connection reset", "connection closed", "connection aborted"];
     let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
     while let Some(error) = source {
         if error.is::<std::io::Error>() {
@@ -101,7 +101,7 @@ fn lost_connection(status: &tonic::Status) -> bool {
         source = error.source();
     }
     let message = status.message().to_lowercase();
-    status.code() == Code::Unknown && TRANSPORT.iter().any(|phrase| message.contains(phrase))
+    status.code() == Code::Unknown && LOST_CONNECTION_MESSAGES.iter().any(|phrase| message.contains(phrase))
 }
 
 /// Creates connectors until a call fails or `stop` is set; returns the acknowledged ones

@@ -67,8 +67,8 @@ async fn sigterm_under_write_load() {
         let (written, failure) = worker.await.unwrap();
         if let Some(status) = failure {
             assert!(
-                matches!(status.code(), Code::Unavailable | Code::Cancelled) || lost_connection(&status),
-                "a write failed during shutdown with {status:?}; expected UNAVAILABLE, CANCELLED or a lost connection"
+                matches!(status.code(), Code::Unavailable | Code::Cancelled) || failed_in_transport(&status),
+                "a write failed during shutdown with {status:?}; expected UNAVAILABLE, CANCELLED or a transport failure"
             );
         }
         acknowledged.extend(written);
@@ -87,16 +87,23 @@ async fn sigterm_under_write_load() {
     eprintln!("{} acknowledged writes present after restart", acknowledged.len());
 }
 
-/// Returns whether a call failed because the connection broke under it, as when a request
-/// crosses the server's close of an idle connection after GOAWAY. The HTTP/2 client
-/// reports such an I/O error as UNKNOWN. The write was never acknowledged, so it is a clean
-/// failure.
-fn lost_connection(status: &tonic::Status) -> bool {
+/// Returns whether a call failed in the HTTP/2 transport before the server took it, because
+/// the connection broke under it or the server's GOAWAY rejected its stream. The client maps
+/// these to UNKNOWN or INTERNAL, not UNAVAILABLE. The write was never acknowledged, so it
+/// is a clean failure.
+fn failed_in_transport(status: &tonic::Status) -> bool {
     const LOST_CONNECTION_MESSAGES: [&str; 4] = ["broken pipe", "connection reset", "connection closed", "connection aborted"];
     let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
     while let Some(error) = source {
         if error.is::<std::io::Error>() {
             return true;
+        }
+        if let Some(http2) = error.downcast_ref::<h2::Error>() {
+            // A stream above the GOAWAY's last stream id was never processed.
+            let rejected_by_goaway = http2.is_go_away() && http2.is_remote() && http2.reason() == Some(h2::Reason::NO_ERROR);
+            if http2.is_io() || rejected_by_goaway {
+                return true;
+            }
         }
         source = error.source();
     }

@@ -2,16 +2,24 @@
 //! certificates. The handshake runs here rather than in tonic so that ALPN can offer
 //! HTTP/1.1 next to HTTP/2: REST clients such as Python's requests speak only HTTP/1.1.
 
-use std::{io, path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    io,
+    path::PathBuf,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
 
 use rustls::{
     RootCertStore, ServerConfig,
     pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject},
     server::WebPkiClientVerifier,
 };
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_rustls::{TlsAcceptor, server::TlsStream};
 use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
+use tonic::transport::server::Connected;
 
 /// How long a client may take to complete the TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -84,7 +92,7 @@ pub fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, TlsError> {
 /// Wraps a stream of accepted connections in TLS. Each handshake runs in its own task with
 /// [`HANDSHAKE_TIMEOUT`], so a slow client cannot hold up the others; failed handshakes are
 /// logged and dropped.
-pub fn tls_incoming<S, IO>(incoming: S, acceptor: TlsAcceptor) -> impl Stream<Item = Result<TlsStream<IO>, io::Error>>
+pub fn tls_incoming<S, IO>(incoming: S, acceptor: TlsAcceptor) -> impl Stream<Item = Result<TlsConnection<IO>, io::Error>>
 where
     S: Stream<Item = Result<IO, io::Error>> + Send + 'static,
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -108,7 +116,7 @@ where
                 let _permit = permit;
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(connection)).await {
                     Ok(Ok(stream)) => {
-                        let _ = sender.send(Ok(stream)).await;
+                        let _ = sender.send(Ok(TlsConnection(stream))).await;
                     }
                     Ok(Err(error)) => tracing::info!(%error, "TLS handshake failed"),
                     Err(_) => tracing::info!(timeout_seconds = HANDSHAKE_TIMEOUT.as_secs(), "TLS handshake timed out"),
@@ -117,4 +125,46 @@ where
         }
     });
     ReceiverStream::new(receiver)
+}
+
+/// An accepted TLS connection.
+///
+/// tokio-rustls encrypts and sends every write at once, as one or more TLS records. A
+/// connection that reports vectored writes makes HTTP/2 (h2 0.4) send a small data frame
+/// on its own and the trailers behind it in a second write, so each unary response cost
+/// two records and two socket writes. This wrapper reports no vectored writes: h2 then
+/// copies small frames into its buffer, and HTTP/1.1 (hyper) does the same with small
+/// bodies, so a response leaves in one record.
+pub struct TlsConnection<IO>(TlsStream<IO>);
+
+impl<IO: Connected + AsyncRead + AsyncWrite + Unpin> Connected for TlsConnection<IO> {
+    type ConnectInfo = <TlsStream<IO> as Connected>::ConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.0.connect_info()
+    }
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for TlsConnection<IO> {
+    fn poll_read(mut self: Pin<&mut Self>, context: &mut Context<'_>, buffer: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(context, buffer)
+    }
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsConnection<IO> {
+    fn poll_write(mut self: Pin<&mut Self>, context: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(context, data)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        false
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(context)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(context)
+    }
 }

@@ -3,17 +3,28 @@
 
 mod common;
 
-use std::{path::Path, sync::Arc};
+use std::{
+    io,
+    path::Path,
+    pin::Pin,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    task::{Context, Poll},
+};
 
 use common::TestServer;
 use connectord::{
     pb::{self, connector_service_client::ConnectorServiceClient},
+    server::ServicesBuilder,
+    store::{SledStore, SledStoreOptions},
     tls::TlsFiles,
 };
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream, ReadBuf};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity, server::Connected};
 
 /// A CA and the PEM files of a server and a client certificate it signed.
 struct Pki {
@@ -151,4 +162,94 @@ fn missing_key_file_is_named() {
     let files = TlsFiles { key: Path::new("/nonexistent/server.key").to_path_buf(), ..pki.files.clone() };
     let error = connectord::tls::acceptor(&files).err().expect("a missing key must fail");
     assert!(error.to_string().contains("/nonexistent/server.key"), "{error}");
+}
+
+/// The server's end of an in-memory connection, counting the writes the server makes.
+struct CountingConnection {
+    inner: DuplexStream,
+    writes: Arc<AtomicUsize>,
+}
+
+impl Connected for CountingConnection {
+    type ConnectInfo = ();
+
+    fn connect_info(&self) -> Self::ConnectInfo {}
+}
+
+impl AsyncRead for CountingConnection {
+    fn poll_read(mut self: Pin<&mut Self>, context: &mut Context<'_>, buffer: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(context, buffer)
+    }
+}
+
+impl AsyncWrite for CountingConnection {
+    fn poll_write(mut self: Pin<&mut Self>, context: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        let written = Pin::new(&mut self.inner).poll_write(context, data);
+        if matches!(written, Poll::Ready(Ok(count)) if count > 0) {
+            self.writes.fetch_add(1, Ordering::SeqCst);
+        }
+        written
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(context)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(context)
+    }
+}
+
+#[tokio::test]
+async fn unary_response_over_tls_leaves_in_one_write() {
+    const CALLS: usize = 20;
+    let pki = generate_pki();
+    let acceptor = connectord::tls::acceptor(&without_client_ca(&pki.files)).unwrap();
+    let data_dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(&SledStoreOptions::new(data_dir.path())).expect("open the store");
+    let routes = ServicesBuilder::new(Arc::new(store)).unwrap().build().unwrap().into_routes();
+
+    let (client_end, server_end) = tokio::io::duplex(64 * 1024);
+    let writes = Arc::new(AtomicUsize::new(0));
+    let connection = CountingConnection { inner: server_end, writes: Arc::clone(&writes) };
+    // The stream of connections stays open after the first, so the server keeps serving.
+    let incoming = tokio_stream::StreamExt::chain(tokio_stream::once(Ok::<_, io::Error>(connection)), tokio_stream::pending());
+    let server =
+        tokio::spawn(tonic::transport::Server::builder().add_routes(routes).serve_with_incoming(connectord::tls::tls_incoming(incoming, acceptor)));
+
+    let client_end = Arc::new(Mutex::new(Some(client_end)));
+    let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&pki.ca_pem)).domain_name("localhost");
+    let channel = Endpoint::from_static("https://localhost")
+        .tls_config(tls)
+        .unwrap()
+        .connect_with_connector(tower::service_fn(move |_| {
+            let end = client_end.lock().unwrap().take();
+            async move {
+                let end = end.ok_or_else(|| io::Error::other("the in-memory connection was already used"))?;
+                Ok::<_, io::Error>(hyper_util::rt::TokioIo::new(end))
+            }
+        }))
+        .await
+        .expect("TLS connect over the in-memory connection");
+    let mut client = ConnectorServiceClient::new(channel);
+
+    let mut create = common::create_request("app-1", "Okta");
+    create.description = "Syncs the users and groups of the Okta tenant. ".repeat(8);
+    let created = client.create(create).await.expect("create").into_inner();
+    let connector = created.connector_view.unwrap().connector.unwrap();
+    let get = pb::ConnectorServiceGetRequest { app_id: "app-1".to_owned(), id: connector.id.clone() };
+    let first = client.get(get.clone()).await.expect("first get").into_inner();
+    // h2 copies a data frame under 256 bytes into its buffer even with vectored writes, so
+    // only a larger response shows the difference.
+    let size = prost::Message::encoded_len(&first);
+    assert!(size > 256, "the response has {size} bytes, too few to tell one write from two");
+
+    let before = writes.load(Ordering::SeqCst);
+    for _ in 0..CALLS {
+        client.get(get.clone()).await.expect("get");
+    }
+    let per_call = (writes.load(Ordering::SeqCst) - before) as f64 / CALLS as f64;
+    // A data frame written apart from the trailers behind it takes a second write.
+    assert!(per_call < 1.5, "{per_call} writes per unary response over TLS, expected 1");
+    server.abort();
 }

@@ -6,6 +6,7 @@ mod common;
 use std::path::Path;
 
 use common::{TestServer, WAIT_LIMIT};
+use connectord::tls::TlsFiles;
 use serde_json::Value;
 
 const MEASURED_REQUESTS: u64 = 200;
@@ -119,6 +120,42 @@ async fn loaded_data_set_serves_pages() {
         let report = run_bench(&args).await;
         assert_clean_report(&report, workload);
     }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bench_connects_over_tls() {
+    let directory = tempfile::TempDir::new().expect("create a temporary directory");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap()).unwrap();
+    let server_key = rcgen::KeyPair::generate().unwrap();
+    let server_cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap().signed_by(&server_key, &ca).unwrap();
+    let write = |name: &str, text: String| {
+        let path = directory.path().join(name);
+        std::fs::write(&path, text).expect("write a PEM file");
+        path
+    };
+    let ca_file = write("ca.pem", ca.pem());
+    let files = TlsFiles { cert: write("server.pem", server_cert.pem()), key: write("server.key", server_key.serialize_pem()), client_ca: None };
+    let server = TestServer::start_with(|options| options.tls = Some(files)).await;
+    let endpoint = format!("https://{}", server.addr);
+    let requests = MEASURED_REQUESTS.to_string();
+
+    let mut args = run_args(&endpoint, "get", &requests, PRELOAD);
+    args.extend(["--ca-cert", path_text(&ca_file)]);
+    let report = run_bench(&args).await;
+    assert_clean_report(&report, "get");
+
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_connectord-bench"))
+        .args(run_args(&endpoint, "get", &requests, PRELOAD))
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("connectord-bench starts");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "an https endpoint without --ca-cert was accepted");
+    assert!(stderr.contains("--ca-cert"), "the error does not name --ca-cert: {stderr}");
     server.stop().await;
 }
 

@@ -78,9 +78,15 @@ pub struct RunArgs {
     #[arg(long, value_enum)]
     pub workload: Workload,
 
-    /// Server address, such as http://127.0.0.1:50051.
+    /// Server address, such as http://127.0.0.1:50051, or https://localhost:50051 with
+    /// --ca-cert.
     #[arg(long, default_value = "http://127.0.0.1:50051")]
     pub endpoint: String,
+
+    /// PEM file of the CA that signed the server's certificate. Connects with TLS, so the
+    /// endpoint must start with https:// and name a host the certificate covers.
+    #[arg(long)]
+    pub ca_cert: Option<std::path::PathBuf>,
 
     /// Requests in flight at once (closed loop: each client sends its next request when the
     /// previous one returns).

@@ -2,6 +2,7 @@
 
 use std::{
     collections::BTreeMap,
+    path::Path,
     process::ExitCode,
     sync::{
         Arc,
@@ -10,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use crate::{RunArgs, Target, Workload, connectord_target::ConnectordClient, etcd_target::EtcdClient, report::{OpStats, Report}};
 
@@ -126,12 +127,27 @@ struct ClientOutcome {
     last_response: Option<Instant>,
 }
 
-/// Opens `count` HTTP/2 connections to `endpoint`.
-pub async fn connect(endpoint: &str, count: usize) -> Result<Vec<Channel>, String> {
-    let endpoint = Endpoint::from_shared(endpoint.to_owned())
+/// Opens `count` HTTP/2 connections to `endpoint`, over TLS when `ca_cert` names the PEM
+/// file of the server's CA.
+pub async fn connect(endpoint: &str, ca_cert: Option<&Path>, count: usize) -> Result<Vec<Channel>, String> {
+    let mut endpoint = Endpoint::from_shared(endpoint.to_owned())
         .map_err(|error| format!("invalid endpoint {endpoint:?}: {error}"))?
         .tcp_nodelay(true)
         .connect_timeout(Duration::from_secs(10));
+    match ca_cert {
+        Some(path) => {
+            if endpoint.uri().scheme_str() != Some("https") {
+                return Err(format!("--ca-cert needs an https:// endpoint, not {}", endpoint.uri()));
+            }
+            let pem = std::fs::read(path).map_err(|error| format!("cannot read --ca-cert {}: {error}", path.display()))?;
+            let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem));
+            endpoint = endpoint.tls_config(tls).map_err(|error| format!("invalid TLS setup: {error}"))?;
+        }
+        None if endpoint.uri().scheme_str() == Some("https") => {
+            return Err("an https:// endpoint needs --ca-cert with the PEM file of the server's CA".to_owned());
+        }
+        None => {}
+    }
     let mut channels = Vec::with_capacity(count);
     for _ in 0..count.max(1) {
         let channel = endpoint
@@ -148,7 +164,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode, String> {
         return Err("--concurrency must be at least 1".into());
     }
     let hard_stop = Instant::now() + args.time_limit;
-    let channels = connect(&args.endpoint, args.connections).await?;
+    let channels = connect(&args.endpoint, args.ca_cert.as_deref(), args.connections).await?;
     let run_id = format!("{:08x}", fastrand::u32(..));
     let preload = match (args.preload, args.workload) {
         (Some(count), _) => count,

@@ -34,9 +34,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     fs::write(out_dir.join("connectord_descriptor.bin"), compiler.encode_file_descriptor_set())?;
 
     let mut prost_config = prost_build::Config::new();
-    prost_config
-        .enable_type_names()
-        .type_name_domain(["."], "type.googleapis.com");
+    prost_config.enable_type_names().type_name_domain(["."], "type.googleapis.com");
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
@@ -54,9 +52,6 @@ fn compile_etcd_client() -> Result<(), Box<dyn std::error::Error>> {
     let mut compiler = protox::Compiler::new([ETCD_PROTO_ROOT])?;
     compiler.include_imports(true);
     compiler.open_files(ETCD_PROTO_FILES.iter().copied())?;
-    tonic_prost_build::configure()
-        .build_client(true)
-        .build_server(false)
-        .compile_fds(compiler.file_descriptor_set())?;
+    tonic_prost_build::configure().build_client(true).build_server(false).compile_fds(compiler.file_descriptor_set())?;
     Ok(())
 }

@@ -288,10 +288,7 @@ impl ServeArgs {
             descriptor_sets: self.descriptor_sets.clone(),
             max_config_bytes: self.max_config_bytes,
             shutdown_grace: self.shutdown_grace,
-            connection_limits: ConnectionLimits {
-                max_connections: self.max_connections,
-                handshake_timeout: self.handshake_timeout,
-            },
+            connection_limits: ConnectionLimits { max_connections: self.max_connections, handshake_timeout: self.handshake_timeout },
             admission: AdmissionLimits {
                 max_concurrent_requests: self.max_concurrent_requests,
                 max_queued_requests: self.max_queued_requests,
@@ -308,11 +305,9 @@ impl ServeArgs {
             reflection_requires_auth: self.reflection_requires_auth,
             secret_struct_keys: self.secret_struct_keys.clone(),
             tls: match (&self.tls_cert, &self.tls_key) {
-                (Some(cert), Some(key)) => Some(crate::tls::TlsFiles {
-                    cert: cert.clone(),
-                    key: key.clone(),
-                    client_ca: self.tls_client_ca.clone(),
-                }),
+                (Some(cert), Some(key)) => {
+                    Some(crate::tls::TlsFiles { cert: cert.clone(), key: key.clone(), client_ca: self.tls_client_ca.clone() })
+                }
                 _ => None,
             },
             cors_allow_origins: self.cors_allow_origins.clone(),
@@ -398,14 +393,9 @@ mod tests {
 
     #[test]
     fn cors_origins_repeat_and_are_validated() {
-        let cli = Cli::try_parse_from([
-            "connectord",
-            "--cors-allow-origin",
-            "https://a.example",
-            "--cors-allow-origin",
-            "http://localhost:3000",
-        ])
-        .unwrap();
+        let cli =
+            Cli::try_parse_from(["connectord", "--cors-allow-origin", "https://a.example", "--cors-allow-origin", "http://localhost:3000"])
+                .unwrap();
         assert_eq!(cli.into_serve_args().cors_allow_origins, ["https://a.example", "http://localhost:3000"]);
         assert!(Cli::try_parse_from(["connectord", "--cors-allow-origin", "a.example"]).is_err());
         let cli = Cli::try_parse_from(["connectord"]).unwrap();

@@ -66,11 +66,7 @@ pub fn limited_incoming(
     (ReceiverStream::new(receiver), task)
 }
 
-async fn accept_loop(
-    listener: TcpListener,
-    limits: ConnectionLimits,
-    sender: mpsc::Sender<io::Result<LimitedConnection>>,
-) {
+async fn accept_loop(listener: TcpListener, limits: ConnectionLimits, sender: mpsc::Sender<io::Result<LimitedConnection>>) {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let mut rejected_since_log: u64 = 0;
     let mut last_reject_log: Option<Instant> = None;
@@ -227,7 +223,10 @@ mod tests {
 
     use super::*;
 
-    async fn listen(max_connections: usize, handshake_timeout: Duration) -> (std::net::SocketAddr, ReceiverStream<io::Result<LimitedConnection>>) {
+    async fn listen(
+        max_connections: usize,
+        handshake_timeout: Duration,
+    ) -> (std::net::SocketAddr, ReceiverStream<io::Result<LimitedConnection>>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let (incoming, _task) = limited_incoming(listener, ConnectionLimits { max_connections, handshake_timeout });

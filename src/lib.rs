@@ -18,5 +18,5 @@ pub mod server;
 pub mod store;
 pub mod stream_shutdown;
 pub mod telemetry;
-pub mod write_health;
 pub mod tls;
+pub mod write_health;

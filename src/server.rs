@@ -15,14 +15,8 @@ use crate::{
     api::{ConnectorApi, ConnectorApiOptions, SyncWorkerApi},
     auth::{AuthLayer, AuthPolicy, TokenFile, Tokens},
     connection_limit::{ConnectionLimits, limited_incoming},
-    domain::{
-        ConfigTypeError, ConfigTypes, ConnectorRegistry, CredentialService, LifecycleOptions,
-        SyncLifecycle, lifecycle::run_timers,
-    },
-    pb::{
-        self, connector_service_server::ConnectorServiceServer,
-        connector_sync_service_server::ConnectorSyncServiceServer,
-    },
+    domain::{ConfigTypeError, ConfigTypes, ConnectorRegistry, CredentialService, LifecycleOptions, SyncLifecycle, lifecycle::run_timers},
+    pb::{self, connector_service_server::ConnectorServiceServer, connector_sync_service_server::ConnectorSyncServiceServer},
     store::{PostgresStoreOptions, SledStoreOptions, Store, StoreBackend, sled_store::OpenError},
     stream_shutdown::StreamShutdown,
 };
@@ -228,24 +222,16 @@ impl ServicesBuilder {
         let registry = Arc::new(ConnectorRegistry::new(Arc::clone(&self.store), Arc::clone(&config_types)));
         let lifecycle = Arc::new(SyncLifecycle::new(Arc::clone(&self.store), self.lifecycle_options));
         let credentials = CredentialService::new(Arc::clone(&self.store), self.credential_rotation_grace);
-        let api = ConnectorApi::new(
-            Arc::clone(&registry),
-            Arc::clone(&lifecycle),
-            Arc::clone(&credentials),
-            config_types,
-            self.api_options,
-        );
-        let connector = ConnectorServiceServer::new(api)
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let api =
+            ConnectorApi::new(Arc::clone(&registry), Arc::clone(&lifecycle), Arc::clone(&credentials), config_types, self.api_options);
+        let connector =
+            ConnectorServiceServer::new(api).max_decoding_message_size(MAX_MESSAGE_BYTES).max_encoding_message_size(MAX_MESSAGE_BYTES);
         let sync_worker = ConnectorSyncServiceServer::new(SyncWorkerApi::new(Arc::clone(&lifecycle), credentials))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
 
         let health_reporter = HealthReporter::new();
-        let health = tonic_health::pb::health_server::HealthServer::new(
-            HealthService::from_health_reporter(health_reporter.clone()),
-        );
+        let health = tonic_health::pb::health_server::HealthServer::new(HealthService::from_health_reporter(health_reporter.clone()));
 
         Ok(Services {
             connector,
@@ -308,8 +294,7 @@ pub async fn run(
         .timer_lease(options.timer_lease)
         .secret_struct_keys(options.secret_struct_keys.clone());
     for path in &options.descriptor_sets {
-        let encoded = std::fs::read(path)
-            .map_err(|source| ServerError::ReadDescriptorSet { path: path.clone(), source })?;
+        let encoded = std::fs::read(path).map_err(|source| ServerError::ReadDescriptorSet { path: path.clone(), source })?;
         builder = builder.descriptor_set(&path.display().to_string(), encoded)?;
     }
     let services = builder.build()?;
@@ -326,11 +311,8 @@ pub async fn run(
     )?;
     let health = services.health_reporter.clone();
     health.set_serving::<ConnectorServiceServer<ConnectorApi>>().await;
-    let write_health_task = tokio::spawn(crate::write_health::report_write_health(
-        store.clone(),
-        health.clone(),
-        crate::write_health::WRITE_HEALTH_INTERVAL,
-    ));
+    let write_health_task =
+        tokio::spawn(crate::write_health::report_write_health(store.clone(), health.clone(), crate::write_health::WRITE_HEALTH_INTERVAL));
     health.set_serving::<ConnectorSyncServiceServer<SyncWorkerApi>>().await;
 
     let purge_task = tokio::spawn(purge_request_ids(store.clone()));
@@ -428,10 +410,7 @@ fn auth_policy(listener: &TcpListener, options: &ServeOptions) -> Result<AuthPol
         tracing::warn!(tokens_file = %path.display(), "the tokens file has no tokens, so every call that needs one is rejected; create one with `connectord token create`");
     }
     tracing::info!(tokens_file = %path.display(), tokens = entries.len(), "API tokens loaded");
-    Ok(AuthPolicy {
-        tokens: Some(Arc::new(Tokens::new(&entries))),
-        reflection_requires_auth: options.reflection_requires_auth,
-    })
+    Ok(AuthPolicy { tokens: Some(Arc::new(Tokens::new(&entries))), reflection_requires_auth: options.reflection_requires_auth })
 }
 
 /// Re-reads the tokens file on every SIGHUP. A file that cannot be read or parsed leaves

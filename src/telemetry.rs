@@ -13,8 +13,8 @@ pub fn init(format: LogFormat) {
     let colors = std::io::stderr().is_terminal();
     match format {
         LogFormat::Text => registry.with(fmt::layer().with_ansi(colors).with_writer(std::io::stderr)).init(),
-        LogFormat::Json => registry
-            .with(fmt::layer().json().flatten_event(true).with_current_span(true).with_writer(std::io::stderr))
-            .init(),
+        LogFormat::Json => {
+            registry.with(fmt::layer().json().flatten_event(true).with_current_span(true).with_writer(std::io::stderr)).init()
+        }
     }
 }

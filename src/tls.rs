@@ -82,9 +82,8 @@ pub fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, TlsError> {
         }
         None => builder.with_no_client_auth(),
     };
-    let mut config = builder
-        .with_single_cert(chain, key)
-        .map_err(|error| TlsError::Config(format!("certificate and key do not fit: {error}")))?;
+    let mut config =
+        builder.with_single_cert(chain, key).map_err(|error| TlsError::Config(format!("certificate and key do not fit: {error}")))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
 }

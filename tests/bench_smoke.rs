@@ -96,18 +96,9 @@ async fn loaded_data_set_serves_pages() {
     let data_dir = tempfile::TempDir::new().expect("create a temporary data directory");
     let ids_file = data_dir.path().join("ids.txt");
     let store_dir = data_dir.path().join("store");
-    let load = run_bench(&[
-        "load",
-        "--data-dir",
-        path_text(&store_dir),
-        "--connectors",
-        "450",
-        "--apps",
-        "3",
-        "--ids-file",
-        path_text(&ids_file),
-    ])
-    .await;
+    let load =
+        run_bench(&["load", "--data-dir", path_text(&store_dir), "--connectors", "450", "--apps", "3", "--ids-file", path_text(&ids_file)])
+            .await;
     assert_eq!(load["connectors"], 450, "{load}");
     let ids = std::fs::read_to_string(&ids_file).expect("read the ids file");
     assert_eq!(ids.lines().count(), 450);
@@ -137,7 +128,8 @@ async fn bench_connects_over_tls() {
         path
     };
     let ca_file = write("ca.pem", ca.pem());
-    let files = TlsFiles { cert: write("server.pem", server_cert.pem()), key: write("server.key", server_key.serialize_pem()), client_ca: None };
+    let files =
+        TlsFiles { cert: write("server.pem", server_cert.pem()), key: write("server.key", server_key.serialize_pem()), client_ca: None };
     let server = TestServer::start_with(|options| options.tls = Some(files)).await;
     let endpoint = format!("https://{}", server.addr);
     let requests = MEASURED_REQUESTS.to_string();

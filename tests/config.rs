@@ -4,8 +4,8 @@
 mod common;
 
 use common::{
-    OKTA_CONFIG_TYPE, STRUCT_TYPE_URL, TestServer, connector_of, create, create_request, expect_invalid, get,
-    okta_config, struct_config, update_request, violation_description, write_operator_descriptor_set,
+    OKTA_CONFIG_TYPE, STRUCT_TYPE_URL, TestServer, connector_of, create, create_request, expect_invalid, get, okta_config, struct_config,
+    update_request, violation_description, write_operator_descriptor_set,
 };
 use prost::Message;
 
@@ -90,12 +90,9 @@ async fn create_rejects_unregistered_config_type() {
     let mut client = server.client().await;
 
     // The last two are in the server's descriptor pool but are not config types.
-    for type_name in
-        ["acme.connectors.v1.Missing", "google.protobuf.Empty", "connectord.v1.Connector", "google.protobuf.Timestamp"]
-    {
+    for type_name in ["acme.connectors.v1.Missing", "google.protobuf.Empty", "connectord.v1.Connector", "google.protobuf.Timestamp"] {
         let mut request = create_request("app-1", "unregistered");
-        request.config =
-            Some(prost_types::Any { type_url: format!("type.googleapis.com/{type_name}"), value: Vec::new() });
+        request.config = Some(prost_types::Any { type_url: format!("type.googleapis.com/{type_name}"), value: Vec::new() });
         let status = expect_invalid(client.create(request).await, "config.type_url");
         let description = violation_description(&status, "config.type_url");
         assert!(description.contains(type_name), "description does not name {type_name}: {description}");
@@ -108,18 +105,15 @@ async fn create_rejects_payload_of_another_type() {
     let mut client = server.client().await;
 
     // ConnectorStatus field 2 (last_error) does not exist in Struct.
-    let status_bytes =
-        connectord::pb::ConnectorStatus { last_error: "boom".to_owned(), ..Default::default() }.encode_to_vec();
+    let status_bytes = connectord::pb::ConnectorStatus { last_error: "boom".to_owned(), ..Default::default() }.encode_to_vec();
     let mut request = create_request("app-1", "wrong payload");
     request.config = Some(prost_types::Any { type_url: STRUCT_TYPE_URL.to_owned(), value: status_bytes });
     expect_invalid(client.create(request).await, "config.value");
 
     // ConnectorCredential field 5 (display_name) does not exist in OktaConfig.
-    let foreign = connectord::pb::ConnectorCredential { display_name: "credential".to_owned(), ..Default::default() }
-        .encode_to_vec();
+    let foreign = connectord::pb::ConnectorCredential { display_name: "credential".to_owned(), ..Default::default() }.encode_to_vec();
     let mut request = create_request("app-1", "wrong payload");
-    request.config =
-        Some(prost_types::Any { type_url: format!("type.googleapis.com/{OKTA_CONFIG_TYPE}"), value: foreign });
+    request.config = Some(prost_types::Any { type_url: format!("type.googleapis.com/{OKTA_CONFIG_TYPE}"), value: foreign });
     expect_invalid(client.create(request).await, "config.value");
 }
 
@@ -185,11 +179,8 @@ async fn create_delegated_has_no_config() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
 
-    let created = client
-        .create_delegated(common::create_delegated_request("app-1", "no config"))
-        .await
-        .expect("create delegated")
-        .into_inner();
+    let created =
+        client.create_delegated(common::create_delegated_request("app-1", "no config")).await.expect("create delegated").into_inner();
 
     assert_eq!(connector_of(created.connector_view).config, None);
 }
@@ -212,8 +203,7 @@ async fn update_validates_config() {
 
     let mut request = update_request(&created, &["config"]);
     request.connector.as_mut().expect("connector").config = Some(okta_config("changed.okta.com"));
-    let updated =
-        connector_of(client.update(request).await.expect("switch to the operator type").into_inner().connector_view);
+    let updated = connector_of(client.update(request).await.expect("switch to the operator type").into_inner().connector_view);
     assert_eq!(updated.config, Some(okta_config("changed.okta.com")));
 }
 

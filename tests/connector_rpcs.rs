@@ -4,8 +4,8 @@
 mod common;
 
 use common::{
-    TestServer, address_of, connector_of, create, create_delegated_request, create_request, delete_request,
-    expect_code, get, get_request, list_request, struct_config, update_request,
+    TestServer, address_of, connector_of, create, create_delegated_request, create_request, delete_request, expect_code, get, get_request,
+    list_request, struct_config, update_request,
 };
 use connectord::pb;
 use tonic::Code;
@@ -132,8 +132,7 @@ async fn update_changes_fields_and_keeps_the_rest() {
     let connector = request.connector.as_mut().expect("connector");
     connector.display_name = "after".to_owned();
     connector.config = Some(struct_config(&[("domain", "new.okta.com")]));
-    connector.sync_config =
-        Some(pb::SyncConfig { sync_resource_type_ids: vec!["user".to_owned(), "group".to_owned()] });
+    connector.sync_config = Some(pb::SyncConfig { sync_resource_type_ids: vec!["user".to_owned(), "group".to_owned()] });
     connector.profile_allow_list = vec!["department".to_owned()];
     let response = client.update(request.clone()).await.expect("update").into_inner();
     let updated = connector_of(response.connector_view);
@@ -155,8 +154,7 @@ async fn update_changes_fields_and_keeps_the_rest() {
 async fn update_of_missing_connector_is_not_found() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
-    let missing =
-        pb::Connector { app_id: "app-1".to_owned(), id: "no-such-connector".to_owned(), ..Default::default() };
+    let missing = pb::Connector { app_id: "app-1".to_owned(), id: "no-such-connector".to_owned(), ..Default::default() };
 
     let mut request = update_request(&missing, &["display_name"]);
     request.connector.as_mut().expect("connector").display_name = "renamed".to_owned();
@@ -167,21 +165,15 @@ async fn update_of_missing_connector_is_not_found() {
 async fn update_delegated_completes_owner_fields() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
-    let response = client
-        .create_delegated(create_delegated_request("app-1", "pending"))
-        .await
-        .expect("create delegated")
-        .into_inner();
+    let response = client.create_delegated(create_delegated_request("app-1", "pending")).await.expect("create delegated").into_inner();
     let created = connector_of(response.connector_view);
 
     let mut connector = address_of(&created);
     connector.display_name = "configured by owner".to_owned();
     connector.description = "owner notes".to_owned();
     connector.user_ids = vec!["owner-2".to_owned(), "owner-3".to_owned()];
-    let request =
-        pb::ConnectorServiceUpdateDelegatedRequest { connector: Some(connector), update_mask: None, expand_mask: None };
-    let updated =
-        connector_of(client.update_delegated(request).await.expect("update delegated").into_inner().connector_view);
+    let request = pb::ConnectorServiceUpdateDelegatedRequest { connector: Some(connector), update_mask: None, expand_mask: None };
+    let updated = connector_of(client.update_delegated(request).await.expect("update delegated").into_inner().connector_view);
 
     assert_eq!(updated.display_name, "configured by owner");
     assert_eq!(updated.description, "owner notes");

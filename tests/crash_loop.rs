@@ -269,13 +269,8 @@ async fn write_loop(
     mut random: fastrand::Rng,
     stop: Arc<AtomicBool>,
 ) -> WorkerResult {
-    let mut result = WorkerResult {
-        share: HashMap::new(),
-        acknowledged_writes: 0,
-        in_flight: None,
-        touched: BTreeSet::new(),
-        unexpected_errors: 0,
-    };
+    let mut result =
+        WorkerResult { share: HashMap::new(), acknowledged_writes: 0, in_flight: None, touched: BTreeSet::new(), unexpected_errors: 0 };
     let mut live: Vec<String> = share.iter().filter(|(_, expected)| !expected.deleted).map(|(id, _)| id.clone()).collect();
     for operation in 0..MAX_OPS_PER_WORKER {
         let display_name = format!("w{worker}-r{round}-op{operation}");
@@ -284,11 +279,13 @@ async fn write_loop(
         let description = format!("written in round {round} by worker {worker}: {} {}", random.u32(..), "x".repeat(random.usize(0..3000)));
         let choice = random.u8(0..100);
         let written = if live.is_empty() || choice < 40 {
-            let request = pb::ConnectorServiceCreateRequest { description: description.clone(), ..support::create_request(APP_ID, &display_name) };
+            let request =
+                pb::ConnectorServiceCreateRequest { description: description.clone(), ..support::create_request(APP_ID, &display_name) };
             match client.create(timed(request)).await {
                 Ok(response) => {
                     let connector = response.into_inner().connector_view.unwrap().connector.unwrap();
-                    let expected = Expected { display_name, description, etag: Some(connector.etag.clone()), deleted: false, sync_id: None };
+                    let expected =
+                        Expected { display_name, description, etag: Some(connector.etag.clone()), deleted: false, sync_id: None };
                     share.insert(connector.id.clone(), expected);
                     live.push(connector.id.clone());
                     Ok(connector.id)
@@ -321,7 +318,8 @@ async fn write_loop(
             }
         } else if choice < 88 {
             let id = live[random.usize(..live.len())].clone();
-            let request = pb::ConnectorServiceForceSyncRequest { app_id: APP_ID.to_owned(), connector_id: id.clone(), ..Default::default() };
+            let request =
+                pb::ConnectorServiceForceSyncRequest { app_id: APP_ID.to_owned(), connector_id: id.clone(), ..Default::default() };
             match client.force_sync(timed(request)).await {
                 Ok(response) => {
                     let sync = response.into_inner().sync.unwrap();
@@ -333,7 +331,11 @@ async fn write_loop(
         } else {
             let index = random.usize(..live.len());
             let id = live[index].clone();
-            let request = pb::ConnectorServiceDeleteRequest { app_id: APP_ID.to_owned(), id: id.clone(), etag: share[&id].etag.clone().unwrap_or_default() };
+            let request = pb::ConnectorServiceDeleteRequest {
+                app_id: APP_ID.to_owned(),
+                id: id.clone(),
+                etag: share[&id].etag.clone().unwrap_or_default(),
+            };
             match client.delete(timed(request)).await {
                 Ok(_) => {
                     let expected = share.get_mut(&id).unwrap();

@@ -138,11 +138,7 @@ fn assert_log_has_no_secrets(log: &str, exercised: &Exercised) {
 async fn in_process_log_has_no_secrets() {
     let buffer = SharedBuffer::default();
     let writer = buffer.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
+    let subscriber = tracing_subscriber::fmt().with_max_level(Level::TRACE).with_ansi(false).with_writer(move || writer.clone()).finish();
     let _default = tracing::subscriber::set_default(subscriber);
 
     let server = TestServer::start().await;

@@ -7,11 +7,12 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    TestServer, create, delete_request, expect_code, expect_invalid, get_request, list_request,
+    TestServer, create, delete_request, expect_code, expect_invalid, get_request,
     lifecycle::{
         IssuedCredential, Worker, basic_authorization, force_sync, get_credential, get_sync, poll_until, revoke_request, rotate,
         sleep_past, utc, worker_for,
     },
+    list_request,
 };
 use connectord::pb;
 use prost::Message;
@@ -41,10 +42,7 @@ async fn rotate_returns_prefixed_secret() {
     let connector = create(&mut client, "app-1", "okta").await;
 
     let response = client
-        .rotate_credential(pb::ConnectorServiceRotateCredentialRequest {
-            app_id: "app-1".to_owned(),
-            connector_id: connector.id.clone(),
-        })
+        .rotate_credential(pb::ConnectorServiceRotateCredentialRequest { app_id: "app-1".to_owned(), connector_id: connector.id.clone() })
         .await
         .expect("rotate")
         .into_inner();
@@ -179,10 +177,7 @@ async fn credential_of_deleted_connector_fails() {
 
     expect_code(worker.claim().await, Code::Unauthenticated);
     let rotate_after_delete = client
-        .rotate_credential(pb::ConnectorServiceRotateCredentialRequest {
-            app_id: "app-1".to_owned(),
-            connector_id: connector.id.clone(),
-        })
+        .rotate_credential(pb::ConnectorServiceRotateCredentialRequest { app_id: "app-1".to_owned(), connector_id: connector.id.clone() })
         .await;
     expect_code(rotate_after_delete, Code::FailedPrecondition);
 }
@@ -334,11 +329,8 @@ async fn list_credentials_pages_newest_first() {
     let mut page_sizes = Vec::new();
     let mut page_token = String::new();
     for _ in 0..10 {
-        let page = client
-            .list_credentials(list_credentials_request(&connector, 2, &page_token))
-            .await
-            .expect("list credentials")
-            .into_inner();
+        let page =
+            client.list_credentials(list_credentials_request(&connector, 2, &page_token)).await.expect("list credentials").into_inner();
         page_sizes.push(page.list.len());
         listed.extend(page.list.into_iter().map(|credential| credential.id));
         if page.next_page_token.is_empty() {
@@ -360,11 +352,7 @@ async fn list_credentials_rejects_token_of_other_connector() {
         rotate(&mut client, &first).await;
         rotate(&mut client, &second).await;
     }
-    let page = client
-        .list_credentials(list_credentials_request(&first, 1, ""))
-        .await
-        .expect("first page")
-        .into_inner();
+    let page = client.list_credentials(list_credentials_request(&first, 1, "")).await.expect("first page").into_inner();
     assert!(!page.next_page_token.is_empty(), "a page of 1 out of 3 has no next page token");
 
     let result = client.list_credentials(list_credentials_request(&second, 1, &page.next_page_token)).await;

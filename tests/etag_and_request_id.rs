@@ -7,8 +7,8 @@ mod common;
 use std::collections::HashSet;
 
 use common::{
-    TestServer, address_of, connector_of, create, create_delegated_request, create_request, delete_request,
-    expect_code, get, list_all_ids, update_request,
+    TestServer, address_of, connector_of, create, create_delegated_request, create_request, delete_request, expect_code, get, list_all_ids,
+    update_request,
 };
 use connectord::pb;
 use tonic::Code;
@@ -24,10 +24,8 @@ async fn etag_changes_on_every_write() {
 
     let mut connector = address_of(&created);
     connector.description = "v3".to_owned();
-    let request =
-        pb::ConnectorServiceUpdateDelegatedRequest { connector: Some(connector), update_mask: None, expand_mask: None };
-    let after_delegated =
-        connector_of(client.update_delegated(request).await.expect("update delegated").into_inner().connector_view);
+    let request = pb::ConnectorServiceUpdateDelegatedRequest { connector: Some(connector), update_mask: None, expand_mask: None };
+    let after_delegated = connector_of(client.update_delegated(request).await.expect("update delegated").into_inner().connector_view);
 
     // The same content again is still a write.
     let mut request = update_request(&created, &["description"]);
@@ -63,8 +61,7 @@ async fn update_with_current_etag_succeeds() {
     let connector = request.connector.as_mut().expect("connector");
     connector.display_name = "v2".to_owned();
     connector.etag = created.etag.clone();
-    let updated =
-        connector_of(client.update(request).await.expect("update with current etag").into_inner().connector_view);
+    let updated = connector_of(client.update(request).await.expect("update with current etag").into_inner().connector_view);
 
     assert_eq!(updated.display_name, "v2");
 }
@@ -121,8 +118,7 @@ async fn update_delegated_with_stale_etag_is_aborted() {
     let mut connector = address_of(&created);
     connector.display_name = "lost update".to_owned();
     connector.etag = created.etag.clone();
-    let stale =
-        pb::ConnectorServiceUpdateDelegatedRequest { connector: Some(connector), update_mask: None, expand_mask: None };
+    let stale = pb::ConnectorServiceUpdateDelegatedRequest { connector: Some(connector), update_mask: None, expand_mask: None };
     expect_code(client.update_delegated(stale).await, Code::Aborted);
 
     assert_eq!(get(&mut client, "app-1", &created.id).await, current, "a rejected update changed the connector");
@@ -211,14 +207,10 @@ async fn create_delegated_replays_request_id() {
     let mut client = server.client().await;
     let mut request = create_delegated_request("app-1", "first attempt");
     request.request_id = "delegated-1".to_owned();
-    let first = connector_of(
-        client.create_delegated(request.clone()).await.expect("create delegated").into_inner().connector_view,
-    );
+    let first = connector_of(client.create_delegated(request.clone()).await.expect("create delegated").into_inner().connector_view);
 
     request.display_name = "second attempt".to_owned();
-    let replay = connector_of(
-        client.create_delegated(request).await.expect("replayed create delegated").into_inner().connector_view,
-    );
+    let replay = connector_of(client.create_delegated(request).await.expect("replayed create delegated").into_inner().connector_view);
 
     assert_eq!(replay.id, first.id);
     assert_eq!(replay, first);
@@ -230,12 +222,10 @@ async fn request_id_is_scoped_to_app() {
     let mut client = server.client().await;
     let mut request = create_request("app-1", "in app 1");
     request.request_id = "shared-key".to_owned();
-    let in_first_app =
-        connector_of(client.create(request.clone()).await.expect("create in app-1").into_inner().connector_view);
+    let in_first_app = connector_of(client.create(request.clone()).await.expect("create in app-1").into_inner().connector_view);
 
     request.app_id = "app-2".to_owned();
-    let in_second_app =
-        connector_of(client.create(request).await.expect("create in app-2").into_inner().connector_view);
+    let in_second_app = connector_of(client.create(request).await.expect("create in app-2").into_inner().connector_view);
 
     assert_ne!(in_second_app.id, in_first_app.id);
     assert_eq!(in_second_app.app_id, "app-2");
@@ -252,9 +242,7 @@ async fn concurrent_creates_with_one_request_id_create_one_connector() {
             let mut client = client.clone();
             let mut request = create_request("app-1", &format!("attempt {index}"));
             request.request_id = "racing-key".to_owned();
-            tokio::spawn(async move {
-                connector_of(client.create(request).await.expect("create").into_inner().connector_view)
-            })
+            tokio::spawn(async move { connector_of(client.create(request).await.expect("create").into_inner().connector_view) })
         })
         .collect();
     let mut ids = HashSet::new();

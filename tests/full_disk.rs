@@ -150,7 +150,12 @@ async fn assert_write_fails_with_resource_exhausted(client: &mut ConnectorServic
     assert!(status.message().contains("disk is full"), "{}", status.message());
 
     let update = pb::ConnectorServiceUpdateRequest {
-        connector: Some(pb::Connector { app_id: APP_ID.to_owned(), id: acknowledged.id.clone(), display_name: "renamed".to_owned(), ..Default::default() }),
+        connector: Some(pb::Connector {
+            app_id: APP_ID.to_owned(),
+            id: acknowledged.id.clone(),
+            display_name: "renamed".to_owned(),
+            ..Default::default()
+        }),
         ..Default::default()
     };
     let status = client.update(update).await.expect_err("update on a full disk");
@@ -228,10 +233,8 @@ async fn engine_out_of_space_is_resource_exhausted() {
     // sled may still have room in its current log segment, so write until it runs out.
     let mut failure = None;
     for index in 0..2_000 {
-        let request = pb::ConnectorServiceCreateRequest {
-            description: "x".repeat(4000),
-            ..create_request(APP_ID, &format!("filling-{index}"))
-        };
+        let request =
+            pb::ConnectorServiceCreateRequest { description: "x".repeat(4000), ..create_request(APP_ID, &format!("filling-{index}")) };
         if let Err(status) = client.create(request).await {
             failure = Some(status);
             break;

@@ -29,10 +29,13 @@ fn inputs(directory: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let Ok(entries) = std::fs::read_dir(directory) else { return Vec::new() };
     let mut paths: Vec<PathBuf> = entries.flatten().map(|entry| entry.path()).filter(|path| path.is_file()).collect();
     paths.sort();
-    paths.into_iter().map(|path| {
-        let bytes = std::fs::read(&path).unwrap();
-        (path, bytes)
-    }).collect()
+    paths
+        .into_iter()
+        .map(|path| {
+            let bytes = std::fs::read(&path).unwrap();
+            (path, bytes)
+        })
+        .collect()
 }
 
 fn replay(kind: &str) -> usize {
@@ -78,12 +81,33 @@ fn write_seed_inputs() {
     };
 
     let requests: Vec<Vec<u8>> = vec![
-        pb::ConnectorServiceCreateRequest { app_id: app.clone(), catalog_id: "okta".into(), display_name: "x".into(), config: Some(struct_config.clone()), request_id: "r1".into(), ..Default::default() }.encode_to_vec(),
-        pb::ConnectorServiceCreateDelegatedRequest { app_id: app.clone(), catalog_id: "okta".into(), user_ids: vec!["u1".into()], ..Default::default() }.encode_to_vec(),
+        pb::ConnectorServiceCreateRequest {
+            app_id: app.clone(),
+            catalog_id: "okta".into(),
+            display_name: "x".into(),
+            config: Some(struct_config.clone()),
+            request_id: "r1".into(),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        pb::ConnectorServiceCreateDelegatedRequest {
+            app_id: app.clone(),
+            catalog_id: "okta".into(),
+            user_ids: vec!["u1".into()],
+            ..Default::default()
+        }
+        .encode_to_vec(),
         pb::ConnectorServiceGetRequest { app_id: app.clone(), id: id.clone() }.encode_to_vec(),
-        pb::ConnectorServiceListRequest { app_id: app.clone(), page_size: 1, page_token: String::new(), show_deleted: true }.encode_to_vec(),
-        pb::ConnectorServiceUpdateRequest { connector: Some(pb::Connector { config: Some(struct_config), ..connector.clone() }), update_mask: mask.clone(), expand_mask: None }.encode_to_vec(),
-        pb::ConnectorServiceUpdateDelegatedRequest { connector: Some(connector.clone()), update_mask: mask, expand_mask: None }.encode_to_vec(),
+        pb::ConnectorServiceListRequest { app_id: app.clone(), page_size: 1, page_token: String::new(), show_deleted: true }
+            .encode_to_vec(),
+        pb::ConnectorServiceUpdateRequest {
+            connector: Some(pb::Connector { config: Some(struct_config), ..connector.clone() }),
+            update_mask: mask.clone(),
+            expand_mask: None,
+        }
+        .encode_to_vec(),
+        pb::ConnectorServiceUpdateDelegatedRequest { connector: Some(connector.clone()), update_mask: mask, expand_mask: None }
+            .encode_to_vec(),
         pb::ConnectorServiceDeleteRequest { app_id: app.clone(), id: id.clone(), etag: "\"1\"".into() }.encode_to_vec(),
         pb::ConnectorServiceGetCredentialsRequest { app_id: app.clone(), connector_id: id.clone(), id: "k1".into() }.encode_to_vec(),
         pb::ConnectorServiceRotateCredentialRequest { app_id: app.clone(), connector_id: id.clone() }.encode_to_vec(),
@@ -91,9 +115,12 @@ fn write_seed_inputs() {
         pb::ConnectorServiceForceSyncRequest { app_id: app.clone(), connector_id: id.clone(), ..Default::default() }.encode_to_vec(),
         pb::ConnectorServicePauseSyncRequest { app_id: app.clone(), connector_id: id.clone(), ..Default::default() }.encode_to_vec(),
         pb::ConnectorServiceResumeSyncRequest { app_id: app.clone(), connector_id: id.clone() }.encode_to_vec(),
-        pb::ConnectorServiceUpdateConnectorScheduleRequest { app_id: app.clone(), connector_id: id.clone(), schedule: None }.encode_to_vec(),
-        pb::ConnectorServiceConfirmSyncValidRequest { app_id: app.clone(), connector_id: id.clone(), sync_lifecycle_id: "s1".into() }.encode_to_vec(),
-        pb::ConnectorServiceGetConnectorSyncDownloadUrlRequest { app_id: app.clone(), connector_id: id.clone(), sync_id: "s1".into() }.encode_to_vec(),
+        pb::ConnectorServiceUpdateConnectorScheduleRequest { app_id: app.clone(), connector_id: id.clone(), schedule: None }
+            .encode_to_vec(),
+        pb::ConnectorServiceConfirmSyncValidRequest { app_id: app.clone(), connector_id: id.clone(), sync_lifecycle_id: "s1".into() }
+            .encode_to_vec(),
+        pb::ConnectorServiceGetConnectorSyncDownloadUrlRequest { app_id: app.clone(), connector_id: id.clone(), sync_id: "s1".into() }
+            .encode_to_vec(),
     ];
 
     let seeds = fuzz_dir().join("seeds");
@@ -125,7 +152,12 @@ fn write_seed_inputs() {
     write("config_any", "reflection_request", &[1, 0x3a, 0x03, b'a', b'.', b'B']);
 
     let rest_seeds: [(&str, u8, &str, &str); 6] = [
-        ("create", 0, "", r#"{"catalogId":"okta","displayName":"x","config":{"@type":"type.googleapis.com/google.protobuf.Struct","value":{"region":"eu"}}}"#),
+        (
+            "create",
+            0,
+            "",
+            r#"{"catalogId":"okta","displayName":"x","config":{"@type":"type.googleapis.com/google.protobuf.Struct","value":{"region":"eu"}}}"#,
+        ),
         ("list", 3, "page_size=2&showDeleted=true", ""),
         ("update", 4, "update_mask=displayName,description", r#"{"connector":{"displayName":"y"}}"#),
         ("delete_with_etag", 6, "", r#"{"etag":"\"1\""}"#),

@@ -14,10 +14,8 @@ fn timestamp(seconds: i64) -> Option<prost_types::Timestamp> {
 }
 
 fn struct_any() -> prost_types::Any {
-    let fields = [(
-        "domain".to_owned(),
-        prost_types::Value { kind: Some(prost_types::value::Kind::StringValue("example.okta.com".to_owned())) },
-    )];
+    let fields =
+        [("domain".to_owned(), prost_types::Value { kind: Some(prost_types::value::Kind::StringValue("example.okta.com".to_owned())) })];
     let value = prost_types::Struct { fields: fields.into_iter().collect() };
     prost_types::Any { type_url: "type.googleapis.com/google.protobuf.Struct".to_owned(), value: value.encode_to_vec() }
 }
@@ -42,10 +40,7 @@ fn full_connector() -> pb::Connector {
         user_ids: vec!["owner-1".to_owned()],
         config: Some(struct_any()),
         status: Some(full_status()),
-        oauth_authorized_as: Some(pb::OAuth2AuthorizedAs {
-            auth_email: "admin@example.com".to_owned(),
-            authorized_at: timestamp(4),
-        }),
+        oauth_authorized_as: Some(pb::OAuth2AuthorizedAs { auth_email: "admin@example.com".to_owned(), authorized_at: timestamp(4) }),
         download_url: "https://files.example.com/upload.xlsx".to_owned(),
         created_at: timestamp(5),
         updated_at: timestamp(6),
@@ -60,20 +55,12 @@ fn full_connector() -> pb::Connector {
         sync_disabled_reason: "token expired".to_owned(),
         etag: "\"2\"".to_owned(),
         schedule: Some(pb::ConnectorScheduleCron { cron_spec: "0 3 * * *".to_owned(), timezone: "UTC".to_owned() }),
-        config_secrets: vec![pb::ConfigSecret {
-            path: "api_key".to_owned(),
-            set: true,
-            fingerprint: "00ff".to_owned(),
-        }],
+        config_secrets: vec![pb::ConfigSecret { path: "api_key".to_owned(), set: true, fingerprint: "00ff".to_owned() }],
     }
 }
 
 fn full_view() -> pb::ConnectorView {
-    pb::ConnectorView {
-        connector: Some(full_connector()),
-        app_path: "$.expanded[0]".to_owned(),
-        users_path: "$.expanded[1]".to_owned(),
-    }
+    pb::ConnectorView { connector: Some(full_connector()), app_path: "$.expanded[0]".to_owned(), users_path: "$.expanded[1]".to_owned() }
 }
 
 fn full_credential() -> pb::ConnectorCredential {
@@ -100,11 +87,9 @@ fn full_expand_mask() -> Option<pb::ConnectorExpandMask> {
 /// JSON gateway built on the served descriptors would.
 fn to_json<M: Message + Name>(message: &M) -> Value {
     let pool = DescriptorPool::decode(pb::FILE_DESCRIPTOR_SET).expect("the built-in descriptor set decodes");
-    let descriptor = pool
-        .get_message_by_name(&M::full_name())
-        .unwrap_or_else(|| panic!("{} is missing from the descriptor set", M::full_name()));
-    let dynamic =
-        DynamicMessage::decode(descriptor, message.encode_to_vec().as_slice()).expect("decode as DynamicMessage");
+    let descriptor =
+        pool.get_message_by_name(&M::full_name()).unwrap_or_else(|| panic!("{} is missing from the descriptor set", M::full_name()));
+    let dynamic = DynamicMessage::decode(descriptor, message.encode_to_vec().as_slice()).expect("decode as DynamicMessage");
     serde_json::to_value(&dynamic).unwrap_or_else(|error| panic!("serialize {}: {error}", M::full_name()))
 }
 
@@ -210,25 +195,20 @@ fn connector_responses_json_keys_match_contract() {
 
     let create = pb::ConnectorServiceCreateResponse { connector_view: Some(full_view()), expanded: vec![struct_any()] };
     assert_eq!(keys(&to_json(&create)), expected, "Create");
-    let delegated =
-        pb::ConnectorServiceCreateDelegatedResponse { connector_view: Some(full_view()), expanded: vec![struct_any()] };
+    let delegated = pb::ConnectorServiceCreateDelegatedResponse { connector_view: Some(full_view()), expanded: vec![struct_any()] };
     assert_eq!(keys(&to_json(&delegated)), expected, "CreateDelegated");
     let get = pb::ConnectorServiceGetResponse { connector_view: Some(full_view()), expanded: vec![struct_any()] };
     assert_eq!(keys(&to_json(&get)), expected, "Get");
     let update = pb::ConnectorServiceUpdateResponse { connector_view: Some(full_view()), expanded: vec![struct_any()] };
     assert_eq!(keys(&to_json(&update)), expected, "Update");
-    let update_delegated =
-        pb::ConnectorServiceUpdateDelegatedResponse { connector_view: Some(full_view()), expanded: vec![struct_any()] };
+    let update_delegated = pb::ConnectorServiceUpdateDelegatedResponse { connector_view: Some(full_view()), expanded: vec![struct_any()] };
     assert_eq!(keys(&to_json(&update_delegated)), expected, "UpdateDelegated");
 }
 
 #[test]
 fn list_response_json_keys_match_contract() {
-    let list = pb::ConnectorServiceListResponse {
-        list: vec![full_view()],
-        next_page_token: "token".to_owned(),
-        expanded: vec![struct_any()],
-    };
+    let list =
+        pb::ConnectorServiceListResponse { list: vec![full_view()], next_page_token: "token".to_owned(), expanded: vec![struct_any()] };
 
     assert_eq!(keys(&to_json(&list)), names(&["list", "nextPageToken", "expanded"]));
 }
@@ -238,18 +218,14 @@ fn credential_responses_json_keys_match_contract() {
     let get = pb::ConnectorServiceGetCredentialsResponse { credential: Some(full_credential()) };
     assert_eq!(keys(&to_json(&get)), names(&["credential"]));
 
-    let rotate = pb::ConnectorServiceRotateCredentialResponse {
-        credential: Some(full_credential()),
-        client_secret: "secret".to_owned(),
-    };
+    let rotate = pb::ConnectorServiceRotateCredentialResponse { credential: Some(full_credential()), client_secret: "secret".to_owned() };
     assert_eq!(keys(&to_json(&rotate)), names(&["credential", "clientSecret"]));
 }
 
 #[test]
 fn download_url_response_json_keys_match_contract() {
-    let response = pb::ConnectorServiceGetConnectorSyncDownloadUrlResponse {
-        download_url: "https://files.example.com/sync.c1z".to_owned(),
-    };
+    let response =
+        pb::ConnectorServiceGetConnectorSyncDownloadUrlResponse { download_url: "https://files.example.com/sync.c1z".to_owned() };
 
     assert_eq!(keys(&to_json(&response)), names(&["downloadUrl"]));
 }
@@ -296,19 +272,14 @@ fn create_request_json_keys_match_contract() {
         request_id: "retry-key".to_owned(),
     };
 
-    let expected =
-        names(&["appId", "catalogId", "displayName", "description", "userIds", "config", "expandMask", "requestId"]);
+    let expected = names(&["appId", "catalogId", "displayName", "description", "userIds", "config", "expandMask", "requestId"]);
     assert_eq!(keys(&to_json(&request)), expected);
 }
 
 #[test]
 fn list_request_json_keys_match_contract() {
-    let request = pb::ConnectorServiceListRequest {
-        app_id: "app-1".to_owned(),
-        page_size: 10,
-        page_token: "token".to_owned(),
-        show_deleted: true,
-    };
+    let request =
+        pb::ConnectorServiceListRequest { app_id: "app-1".to_owned(), page_size: 10, page_token: "token".to_owned(), show_deleted: true };
 
     assert_eq!(keys(&to_json(&request)), names(&["appId", "pageSize", "pageToken", "showDeleted"]));
 }

@@ -69,12 +69,7 @@ async fn walk(client: &mut Client, app_id: &str, page_size: i32, churn_progress:
 
 /// Creates one connector and deletes one doomed connector per operation, reporting each
 /// finished operation on `progress`. Returns the ids it created and deleted.
-async fn churn(
-    mut client: Client,
-    app_id: String,
-    doomed: Vec<String>,
-    progress: watch::Sender<usize>,
-) -> (Vec<String>, Vec<String>) {
+async fn churn(mut client: Client, app_id: String, doomed: Vec<String>, progress: watch::Sender<usize>) -> (Vec<String>, Vec<String>) {
     let mut created = Vec::new();
     let mut deleted = Vec::new();
     for (operation, doomed_id) in doomed.into_iter().enumerate().take(CHURN_OPERATIONS) {
@@ -142,10 +137,7 @@ async fn list_walks_are_stable_under_concurrent_writes() {
     let with_deleted: HashSet<String> = list_all_ids(&mut client, "app-1", true).await.into_iter().collect();
     assert!(stable.iter().all(|id| with_deleted.contains(id)), "show_deleted lost a stable connector");
     assert!(deleted_before_walk.iter().all(|id| with_deleted.contains(id)), "show_deleted lost a deleted connector");
-    assert!(
-        created_during_walks.iter().all(|id| with_deleted.contains(id)),
-        "show_deleted lost a connector created during a walk"
-    );
+    assert!(created_during_walks.iter().all(|id| with_deleted.contains(id)), "show_deleted lost a connector created during a walk");
     assert_eq!(with_deleted.len(), STABLE_COUNT + DOOMED_COUNT + created_during_walks.len());
 }
 

@@ -5,9 +5,7 @@ mod common;
 
 use std::collections::HashSet;
 
-use common::{
-    TestServer, create, create_delegated_request, create_request, delete_request, get, list_all_ids, update_request,
-};
+use common::{TestServer, create, create_delegated_request, create_request, delete_request, get, list_all_ids, update_request};
 
 #[tokio::test]
 async fn connectors_survive_restart() {
@@ -16,11 +14,7 @@ async fn connectors_survive_restart() {
     let unchanged = create(&mut client, "app-1", "unchanged").await;
     let changed = create(&mut client, "app-1", "to be renamed").await;
     let removed = create(&mut client, "app-1", "to be deleted").await;
-    let delegated = client
-        .create_delegated(create_delegated_request("app-2", "delegated"))
-        .await
-        .expect("create delegated")
-        .into_inner();
+    let delegated = client.create_delegated(create_delegated_request("app-2", "delegated")).await.expect("create delegated").into_inner();
     let delegated = common::connector_of(delegated.connector_view);
 
     let mut rename = update_request(&changed, &["display_name"]);
@@ -58,8 +52,7 @@ async fn request_ids_survive_restart() {
 
     let server = server.restart().await;
     let mut client = server.client().await;
-    let replay =
-        common::connector_of(client.create(request).await.expect("replayed create").into_inner().connector_view);
+    let replay = common::connector_of(client.create(request).await.expect("replayed create").into_inner().connector_view);
 
     assert_eq!(replay.id, first.id);
     assert_eq!(list_all_ids(&mut client, "app-1", false).await, [first.id]);

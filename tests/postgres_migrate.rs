@@ -24,10 +24,7 @@ async fn run_migrate(from: &Path, to: &str) -> Output {
         .env("RUST_LOG", "warn")
         .kill_on_drop(true)
         .output();
-    tokio::time::timeout(common::WAIT_LIMIT, run)
-        .await
-        .expect("migrate finishes within the wait limit")
-        .expect("run the connectord binary")
+    tokio::time::timeout(common::WAIT_LIMIT, run).await.expect("migrate finishes within the wait limit").expect("run the connectord binary")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -115,10 +115,7 @@ async fn database_addr(url: &DatabaseUrl) -> SocketAddr {
 }
 
 async fn connector_health(channel: tonic::transport::Channel) -> Option<ServingStatus> {
-    let response = HealthClient::new(channel)
-        .check(HealthCheckRequest { service: CONNECTOR_SERVICE.to_owned() })
-        .await
-        .ok()?;
+    let response = HealthClient::new(channel).check(HealthCheckRequest { service: CONNECTOR_SERVICE.to_owned() }).await.ok()?;
     ServingStatus::try_from(response.into_inner().status).ok()
 }
 
@@ -147,9 +144,8 @@ async fn lost_database_recovers_by_itself() {
         .await
         .expect("Create returns within the limit");
     assert_eq!(created.map_err(|status| status.code()).err(), Some(Code::Unavailable), "Create during the outage");
-    let listed = tokio::time::timeout(NOTICE_LIMIT, client.list(list_request("app-1", 10, "")))
-        .await
-        .expect("List returns within the limit");
+    let listed =
+        tokio::time::timeout(NOTICE_LIMIT, client.list(list_request("app-1", 10, ""))).await.expect("List returns within the limit");
     assert_eq!(listed.map_err(|status| status.code()).err(), Some(Code::Unavailable), "List during the outage");
     poll_until("health reports NOT_SERVING", NOTICE_LIMIT, || {
         let channel = server.channel();

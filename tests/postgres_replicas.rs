@@ -9,8 +9,9 @@ use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use chrono::{DateTime, Timelike, Utc};
 use common::{
-    Client, TestServer, connector_of, create, create_request, get, list_request,
+    Client, TestServer, connector_of, create, create_request, get,
     lifecycle::{Worker, force_sync, list_all_syncs, poll_until, rotate, set_schedule, sleep_past},
+    list_request,
     postgres::{TestDatabase, on_postgres},
     update_request,
 };
@@ -284,9 +285,15 @@ async fn lease_passes_after_expiry_or_release() {
     assert!(!first.acquire_lease("timers", "first", lease).await.expect("first tries again"), "the old holder kept the lease");
 
     first.release_lease("timers", "first").await.expect("release by a non-holder");
-    assert!(!first.acquire_lease("timers", "first", lease).await.expect("first tries after its release"), "a non-holder released the lease");
+    assert!(
+        !first.acquire_lease("timers", "first", lease).await.expect("first tries after its release"),
+        "a non-holder released the lease"
+    );
     second.release_lease("timers", "second").await.expect("release by the holder");
-    assert!(first.acquire_lease("timers", "first", lease).await.expect("first takes the released lease"), "a released lease was not granted");
+    assert!(
+        first.acquire_lease("timers", "first", lease).await.expect("first takes the released lease"),
+        "a released lease was not granted"
+    );
 
     first.close().await.expect("close the first store");
     second.close().await.expect("close the second store");

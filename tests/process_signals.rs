@@ -77,11 +77,7 @@ async fn sigterm_with_calls_in_flight_exits_zero() {
 }
 
 /// Creates connectors one after another until a call fails, at most 10,000 times.
-async fn write_until_failure(
-    mut client: Client,
-    acknowledged: Arc<Mutex<Vec<connectord::pb::Connector>>>,
-    progress: watch::Sender<usize>,
-) {
+async fn write_until_failure(mut client: Client, acknowledged: Arc<Mutex<Vec<connectord::pb::Connector>>>, progress: watch::Sender<usize>) {
     for index in 0..10_000 {
         let Ok(response) = client.create(create_request("app-1", &format!("during shutdown {index}"))).await else {
             return;
@@ -105,13 +101,7 @@ type Ledger = Arc<Mutex<BTreeMap<String, Tracked>>>;
 
 /// Creates connectors and updates each a few times until `deadline`, a failed call or
 /// [`MAX_WRITES_PER_WRITER`], recording every acknowledged write in `ledger`.
-async fn write_and_record(
-    mut client: Client,
-    writer: usize,
-    deadline: Instant,
-    ledger: Ledger,
-    acknowledged: watch::Sender<usize>,
-) {
+async fn write_and_record(mut client: Client, writer: usize, deadline: Instant, ledger: Ledger, acknowledged: watch::Sender<usize>) {
     let mut writes = 0;
     while Instant::now() < deadline && writes < MAX_WRITES_PER_WRITER {
         let name = format!("writer {writer} connector {writes}");
@@ -124,8 +114,7 @@ async fn write_and_record(
 
         for version in 1..=UPDATES_PER_CONNECTOR {
             let name = format!("writer {writer} connector {writes} version {version}");
-            ledger.lock().expect("lock").get_mut(&created.id).expect("tracked").unacknowledged_name =
-                Some(name.clone());
+            ledger.lock().expect("lock").get_mut(&created.id).expect("tracked").unacknowledged_name = Some(name.clone());
             let mut request = update_request(&created, &["display_name"]);
             request.connector.as_mut().expect("connector").display_name = name.clone();
             if client.update(request).await.is_err() {
@@ -153,13 +142,7 @@ async fn sigkill_during_writes_keeps_acknowledged_writes() {
     let mut writers = Vec::new();
     for writer in 0..WRITERS {
         let client = server.client().await;
-        writers.push(tokio::spawn(write_and_record(
-            client,
-            writer,
-            deadline,
-            Arc::clone(&ledger),
-            acknowledged.clone(),
-        )));
+        writers.push(tokio::spawn(write_and_record(client, writer, deadline, Arc::clone(&ledger), acknowledged.clone())));
     }
     drop(acknowledged);
     // The wait also ends, with an error, once every writer has stopped.
@@ -181,13 +164,9 @@ async fn sigkill_during_writes_keeps_acknowledged_writes() {
     let mut client = restarted.client().await;
     for (id, tracked) in &ledger {
         let stored = get(&mut client, "app-1", id).await;
-        let acceptable = stored.display_name == tracked.acknowledged_name
-            || tracked.unacknowledged_name.as_ref() == Some(&stored.display_name);
-        assert!(
-            acceptable,
-            "connector {id} reads {:?} after the restart; acknowledged {tracked:?}",
-            stored.display_name
-        );
+        let acceptable =
+            stored.display_name == tracked.acknowledged_name || tracked.unacknowledged_name.as_ref() == Some(&stored.display_name);
+        assert!(acceptable, "connector {id} reads {:?} after the restart; acknowledged {tracked:?}", stored.display_name);
     }
 
     restarted.terminate();

@@ -16,8 +16,8 @@ macro_rules! reflection_helpers {
         mod $version {
             use tonic::{Status, transport::Channel};
             use tonic_reflection::pb::$version::{
-                ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
-                server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+                ServerReflectionRequest, server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest,
+                server_reflection_response::MessageResponse,
             };
 
             async fn call(channel: Channel, request: MessageRequest) -> Result<MessageResponse, Status> {
@@ -30,9 +30,7 @@ macro_rules! reflection_helpers {
 
             pub async fn list_services(channel: Channel) -> Vec<String> {
                 match call(channel, MessageRequest::ListServices(String::new())).await {
-                    Ok(MessageResponse::ListServicesResponse(list)) => {
-                        list.service.into_iter().map(|service| service.name).collect()
-                    }
+                    Ok(MessageResponse::ListServicesResponse(list)) => list.service.into_iter().map(|service| service.name).collect(),
                     other => panic!("unexpected response to ListServices: {other:?}"),
                 }
             }
@@ -40,9 +38,7 @@ macro_rules! reflection_helpers {
             /// Returns the encoded FileDescriptorProtos of the response.
             pub async fn files(channel: Channel, request: super::FileRequest<'_>) -> Result<Vec<Vec<u8>>, Status> {
                 let request = match request {
-                    super::FileRequest::ContainingSymbol(symbol) => {
-                        MessageRequest::FileContainingSymbol(symbol.to_owned())
-                    }
+                    super::FileRequest::ContainingSymbol(symbol) => MessageRequest::FileContainingSymbol(symbol.to_owned()),
                     super::FileRequest::ByFilename(name) => MessageRequest::FileByFilename(name.to_owned()),
                 };
                 match call(channel, request).await? {
@@ -91,11 +87,7 @@ fn decode_file(bytes: &[u8]) -> prost_types::FileDescriptorProto {
 
 /// Resolves `symbol` and then every import by file name, as reflection clients do when a
 /// response omits the imports, until the set of files is closed. Returns the encoded files by name, and the name of the symbol's file.
-async fn resolve_with_imports(
-    version: Version,
-    channel: &Channel,
-    symbol: &str,
-) -> (BTreeMap<String, Vec<u8>>, String) {
+async fn resolve_with_imports(version: Version, channel: &Channel, symbol: &str) -> (BTreeMap<String, Vec<u8>>, String) {
     let symbol_files = files(version, channel.clone(), FileRequest::ContainingSymbol(symbol))
         .await
         .unwrap_or_else(|status| panic!("{version:?}: resolve {symbol}: {status:?}"));
@@ -113,10 +105,9 @@ async fn resolve_with_imports(
             if resolved.contains_key(import) {
                 continue;
             }
-            let imported =
-                files(version, channel.clone(), FileRequest::ByFilename(import)).await.unwrap_or_else(|status| {
-                    panic!("{version:?}: import {import} of {} is not served: {status:?}", file.name())
-                });
+            let imported = files(version, channel.clone(), FileRequest::ByFilename(import))
+                .await
+                .unwrap_or_else(|status| panic!("{version:?}: import {import} of {} is not served: {status:?}", file.name()));
             pending.extend(imported);
         }
     }
@@ -172,10 +163,7 @@ async fn reflection_serves_service_file_and_imports() {
             "google/protobuf/any.proto",
             "google/protobuf/field_mask.proto",
         ] {
-            assert!(
-                service_file.dependency.iter().any(|name| name == import),
-                "{version:?}: service file lacks import {import}"
-            );
+            assert!(service_file.dependency.iter().any(|name| name == import), "{version:?}: service file lacks import {import}");
         }
         for file in [
             "connectord/v1/connector.proto",
@@ -206,9 +194,7 @@ async fn reflection_keeps_http_annotations() {
         let options = create.options();
         assert!(options.has_extension(&http), "{version:?}: Create lost its google.api.http option");
         let rule = options.get_extension(&http);
-        let Value::Message(rule) = rule.as_ref() else {
-            panic!("{version:?}: google.api.http is not a message: {rule:?}")
-        };
+        let Value::Message(rule) = rule.as_ref() else { panic!("{version:?}: google.api.http is not a message: {rule:?}") };
         let post = rule.get_field_by_name("post").expect("HttpRule has post");
         assert_eq!(post.as_str(), Some("/api/v1/apps/{app_id}/connectors/create"), "{version:?}");
     }
@@ -224,10 +210,7 @@ async fn reflection_resolves_struct_type() {
 
         assert_eq!(symbol_file, "google/protobuf/struct.proto", "{version:?}");
         let pool = pool_of(&resolved);
-        assert!(
-            pool.get_message_by_name("google.protobuf.Struct").is_some(),
-            "{version:?}: Struct is not in the served file"
-        );
+        assert!(pool.get_message_by_name("google.protobuf.Struct").is_some(), "{version:?}: Struct is not in the served file");
     }
 }
 
@@ -242,22 +225,13 @@ async fn reflection_serves_operator_config_types() {
         let (resolved, symbol_file) = resolve_with_imports(version, &channel, OKTA_CONFIG_TYPE).await;
 
         assert_eq!(symbol_file, "acme/okta_config.proto", "{version:?}");
-        assert!(
-            resolved.contains_key("google/protobuf/duration.proto"),
-            "{version:?}: import of the operator file missing"
-        );
+        assert!(resolved.contains_key("google/protobuf/duration.proto"), "{version:?}: import of the operator file missing");
         let pool = pool_of(&resolved);
-        assert!(
-            pool.get_message_by_name(OKTA_CONFIG_TYPE).is_some(),
-            "{version:?}: OktaConfig is not in the served file"
-        );
+        assert!(pool.get_message_by_name(OKTA_CONFIG_TYPE).is_some(), "{version:?}: OktaConfig is not in the served file");
 
         // The operator's file defines a service that the server does not mount.
         let services = list_services(version, channel.clone()).await;
-        assert!(
-            !services.iter().any(|name| name.starts_with("acme.")),
-            "{version:?}: unmounted service listed: {services:?}"
-        );
+        assert!(!services.iter().any(|name| name.starts_with("acme.")), "{version:?}: unmounted service listed: {services:?}");
     }
 }
 
@@ -267,9 +241,8 @@ async fn reflection_reports_unknown_symbol_as_not_found() {
     let channel = server.channel().await;
 
     for version in VERSIONS {
-        let status = files(version, channel.clone(), FileRequest::ContainingSymbol("acme.NoSuchType"))
-            .await
-            .expect_err("an unknown symbol fails");
+        let status =
+            files(version, channel.clone(), FileRequest::ContainingSymbol("acme.NoSuchType")).await.expect_err("an unknown symbol fails");
         assert_eq!(status.code(), Code::NotFound, "{version:?}: {status:?}");
     }
 }

@@ -50,12 +50,7 @@ fn all_rpc_paths() -> Vec<(String, String)> {
     let pool = DescriptorPool::decode(pb::FILE_DESCRIPTOR_SET).expect("descriptor set decodes");
     pool.services()
         .filter(|service| service.package_name() == "connectord.v1")
-        .flat_map(|service| {
-            service
-                .methods()
-                .map(|method| (service.full_name().to_owned(), method.name().to_owned()))
-                .collect::<Vec<_>>()
-        })
+        .flat_map(|service| service.methods().map(|method| (service.full_name().to_owned(), method.name().to_owned())).collect::<Vec<_>>())
         .collect()
 }
 
@@ -141,9 +136,7 @@ async fn health_is_open_and_reflection_follows_the_flag() {
     let denied = reflection.server_reflection_info(tokio_stream::iter([request.clone()])).await;
     assert_eq!(denied.err().map(|status| status.code()), Some(Code::Unauthenticated));
     let mut authorized = Request::new(tokio_stream::iter([request]));
-    authorized
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {}", tokens_for_flag.viewer).parse().unwrap());
+    authorized.metadata_mut().insert("authorization", format!("Bearer {}", tokens_for_flag.viewer).parse().unwrap());
     assert!(reflection.server_reflection_info(authorized).await.is_ok());
     server.stop().await;
 }

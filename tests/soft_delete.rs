@@ -3,9 +3,7 @@
 
 mod common;
 
-use common::{
-    TestServer, address_of, create, delete_request, expect_code, get, list_all_ids, list_request, update_request,
-};
+use common::{TestServer, address_of, create, delete_request, expect_code, get, list_all_ids, list_request, update_request};
 use connectord::pb;
 use tonic::Code;
 
@@ -72,8 +70,7 @@ async fn update_of_deleted_connector_fails_precondition() {
 
     let mut connector = address_of(&created);
     connector.display_name = "revived".to_owned();
-    let request =
-        pb::ConnectorServiceUpdateDelegatedRequest { connector: Some(connector), update_mask: None, expand_mask: None };
+    let request = pb::ConnectorServiceUpdateDelegatedRequest { connector: Some(connector), update_mask: None, expand_mask: None };
     expect_code(client.update_delegated(request).await, Code::FailedPrecondition);
 
     assert_eq!(get(&mut client, "app-1", &created.id).await, deleted, "a rejected update changed the connector");

@@ -9,9 +9,7 @@ use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use chrono::{DateTime, TimeZone, Utc};
 use connectord::{
-    domain::{
-        Connector, ConnectorKey, ConnectorStatus, Credential, Schedule, SecretHash, SyncRun, SyncState, SyncTrigger,
-    },
+    domain::{Connector, ConnectorKey, ConnectorStatus, Credential, Schedule, SecretHash, SyncRun, SyncState, SyncTrigger},
     store::{Batch, Inserted, PostgresStore, SledStore, SledStoreOptions, Store, StoreError, Versioned},
 };
 use tempfile::TempDir;
@@ -337,10 +335,7 @@ async fn one_pending_sync_per_connector(store: Arc<dyn Store>) {
     apply_syncs(&store, vec![Versioned::new(sync(&other, "s1", SyncState::Pending))]).await.unwrap();
     assert_eq!(store.pending_sync(&key).await.unwrap(), Some(first.clone()));
 
-    assert_conflict(
-        apply_syncs(&store, vec![Versioned::new(sync(&key, "s2", SyncState::Pending))]).await,
-        "second pending sync",
-    );
+    assert_conflict(apply_syncs(&store, vec![Versioned::new(sync(&key, "s2", SyncState::Pending))]).await, "second pending sync");
 
     // Claiming the first frees the slot; cancelling and queueing in one batch also works.
     let mut running = bumped(&first, |sync| &mut sync.revision);
@@ -354,9 +349,7 @@ async fn one_pending_sync_per_connector(store: Arc<dyn Store>) {
     let mut cancelled = bumped(&second, |sync| &mut sync.revision);
     cancelled.state = SyncState::Cancelled;
     let third = sync(&key, "s3", SyncState::Pending);
-    apply_syncs(&store, vec![Versioned::replacing(cancelled, second.revision), Versioned::new(third.clone())])
-        .await
-        .unwrap();
+    apply_syncs(&store, vec![Versioned::replacing(cancelled, second.revision), Versioned::new(third.clone())]).await.unwrap();
     assert_eq!(store.pending_sync(&key).await.unwrap(), Some(third.clone()));
 
     // Moving a running sync back to pending while another is pending breaks the rule too.
@@ -390,12 +383,9 @@ async fn sync_request_id_is_unique(store: Arc<dyn Store>) {
 async fn list_syncs_newest_first_with_filter(store: Arc<dyn Store>) {
     let key = insert(&store, "app", "01A").await.key();
     let states = [SyncState::Done, SyncState::Error, SyncState::Done, SyncState::Cancelled, SyncState::Done];
-    let syncs: Vec<_> =
-        states.iter().enumerate().map(|(index, state)| Versioned::new(sync(&key, &format!("s{index}"), *state))).collect();
+    let syncs: Vec<_> = states.iter().enumerate().map(|(index, state)| Versioned::new(sync(&key, &format!("s{index}"), *state))).collect();
     apply_syncs(&store, syncs).await.unwrap();
-    apply_syncs(&store, vec![Versioned::new(sync(&insert(&store, "app", "01B").await.key(), "s9", SyncState::Done))])
-        .await
-        .unwrap();
+    apply_syncs(&store, vec![Versioned::new(sync(&insert(&store, "app", "01B").await.key(), "s9", SyncState::Done))]).await.unwrap();
 
     let ids = |page: Vec<SyncRun>| page.into_iter().map(|sync| sync.id).collect::<Vec<_>>();
     assert_eq!(ids(store.list_syncs(&key, None, 2, None).await.unwrap()), ["s4", "s3"]);
@@ -414,9 +404,7 @@ async fn expired_leases_oldest_first(store: Arc<dyn Store>) {
     };
     let mut finished = sync(&key, "done", SyncState::Done);
     finished.lease_expires_at = Some(at(-100));
-    apply_syncs(&store, vec![running("late", 50), running("early", 10), running("future", 500), Versioned::new(finished)])
-        .await
-        .unwrap();
+    apply_syncs(&store, vec![running("late", 50), running("early", 10), running("future", 500), Versioned::new(finished)]).await.unwrap();
 
     let ids = |page: Vec<SyncRun>| page.into_iter().map(|sync| sync.id).collect::<Vec<_>>();
     assert_eq!(ids(store.expired_leases(at(100), 10).await.unwrap()), ["early", "late"]);
@@ -469,8 +457,7 @@ async fn due_schedules_follow_connector_writes(store: Arc<dyn Store>) {
 async fn credentials_list_newest_first(store: Arc<dyn Store>) {
     let key = insert(&store, "app", "01A").await.key();
     let other = insert(&store, "app", "01B").await.key();
-    let issued: Vec<_> =
-        (0..4).map(|index| Versioned::new(credential(&key, &format!("c{index}"), &format!("cdc_{index}")))).collect();
+    let issued: Vec<_> = (0..4).map(|index| Versioned::new(credential(&key, &format!("c{index}"), &format!("cdc_{index}")))).collect();
     let elsewhere = Versioned::new(credential(&other, "c9", "cdc_9"));
     store.apply(&Batch { credentials: [issued, vec![elsewhere]].concat(), ..Batch::default() }).await.unwrap();
 

@@ -10,8 +10,7 @@ use chrono::Utc;
 use common::{
     Client, TestServer, create, get,
     lifecycle::{
-        Worker, confirm_request, force_sync, get_sync, list_all_syncs, poll_until, sleep_past, start_again, status_of, utc,
-        worker_for,
+        Worker, confirm_request, force_sync, get_sync, list_all_syncs, poll_until, sleep_past, start_again, status_of, utc, worker_for,
     },
 };
 use connectord::pb::{self, connector_status::SyncStatus, sync::State, sync::Trigger};

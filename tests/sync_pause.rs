@@ -7,8 +7,7 @@ mod common;
 use common::{
     TestServer, create, delete_request, expect_code, expect_invalid, get,
     lifecycle::{
-        claim_scheduled_syncs, force_sync, get_sync, list_all_syncs, pause_request, resume_request, set_schedule, status_of,
-        utc,
+        claim_scheduled_syncs, force_sync, get_sync, list_all_syncs, pause_request, resume_request, set_schedule, status_of, utc,
         worker_for,
     },
 };

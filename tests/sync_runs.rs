@@ -7,11 +7,12 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    Client, TestServer, create, delete_request, expect_code, expect_invalid, get, update_request,
+    Client, TestServer, create, delete_request, expect_code, expect_invalid, get,
     lifecycle::{
-        Worker, cancel_request, confirm_request, download_url_request, force_sync, force_sync_request, get_sync,
-        list_all_syncs, list_syncs_request, pause_request, status_of, sync_request, utc, worker_for,
+        Worker, cancel_request, confirm_request, download_url_request, force_sync, force_sync_request, get_sync, list_all_syncs,
+        list_syncs_request, pause_request, status_of, sync_request, utc, worker_for,
     },
+    update_request,
 };
 use connectord::pb::{self, connector_status::SyncStatus, sync::State, sync::Trigger};
 use tonic::Code;
@@ -75,11 +76,8 @@ async fn sync_runs_from_force_to_download_url() {
     assert_eq!(status_of(&finished).last_error, "");
     assert_ne!(finished.etag, running.etag, "the etag did not change when the sync finished");
 
-    let download = client
-        .get_connector_sync_download_url(download_url_request(&connector, &done.id))
-        .await
-        .expect("download URL")
-        .into_inner();
+    let download =
+        client.get_connector_sync_download_url(download_url_request(&connector, &done.id)).await.expect("download URL").into_inner();
     assert_eq!(download.download_url, ARTIFACT_URL);
     assert_eq!(get_sync(&mut client, &connector, &done.id).await, done, "GetSync differs from the CompleteSync response");
 }
@@ -339,11 +337,8 @@ async fn list_syncs_pages_newest_first() {
     let mut page_sizes = Vec::new();
     let mut page_token = String::new();
     for _ in 0..10 {
-        let page = client
-            .list_syncs(list_syncs_request(&connector, 2, &page_token, State::Unspecified))
-            .await
-            .expect("list syncs")
-            .into_inner();
+        let page =
+            client.list_syncs(list_syncs_request(&connector, 2, &page_token, State::Unspecified)).await.expect("list syncs").into_inner();
         page_sizes.push(page.list.len());
         listed.extend(page.list.into_iter().map(|sync| sync.id));
         if page.next_page_token.is_empty() {
@@ -370,10 +365,8 @@ async fn list_syncs_filters_by_state() {
     let pending = force_sync(&mut client, &connector).await;
     done.reverse();
 
-    let listed_done: Vec<String> =
-        list_all_syncs(&mut client, &connector, State::Done).await.into_iter().map(|sync| sync.id).collect();
-    let listed_error: Vec<String> =
-        list_all_syncs(&mut client, &connector, State::Error).await.into_iter().map(|sync| sync.id).collect();
+    let listed_done: Vec<String> = list_all_syncs(&mut client, &connector, State::Done).await.into_iter().map(|sync| sync.id).collect();
+    let listed_error: Vec<String> = list_all_syncs(&mut client, &connector, State::Error).await.into_iter().map(|sync| sync.id).collect();
     let listed_pending: Vec<String> =
         list_all_syncs(&mut client, &connector, State::Pending).await.into_iter().map(|sync| sync.id).collect();
     assert_eq!(listed_done, done);
@@ -381,11 +374,8 @@ async fn list_syncs_filters_by_state() {
     assert_eq!(listed_pending, [pending.id]);
     assert!(list_all_syncs(&mut client, &connector, State::Running).await.is_empty(), "a sync is listed as running");
 
-    let first_done_page = client
-        .list_syncs(list_syncs_request(&connector, 1, "", State::Done))
-        .await
-        .expect("first page of done syncs")
-        .into_inner();
+    let first_done_page =
+        client.list_syncs(list_syncs_request(&connector, 1, "", State::Done)).await.expect("first page of done syncs").into_inner();
     let token = first_done_page.next_page_token;
     assert!(!token.is_empty(), "a page of 1 out of 3 has no next page token");
     expect_invalid(client.list_syncs(list_syncs_request(&connector, 1, &token, State::Pending)).await, "page_token");

@@ -9,11 +9,9 @@ use std::time::Duration;
 use chrono::{DateTime, Datelike, LocalResult, NaiveTime, TimeZone, Timelike, Utc, Weekday};
 use chrono_tz::Tz;
 use common::{
-    TestServer, create, delete_request, expect_code, expect_invalid, get, update_request,
-    lifecycle::{
-        claim_scheduled_syncs, list_all_syncs, poll_until, schedule_request, set_schedule, sleep_past, start_again,
-        worker_for,
-    },
+    TestServer, create, delete_request, expect_code, expect_invalid, get,
+    lifecycle::{claim_scheduled_syncs, list_all_syncs, poll_until, schedule_request, set_schedule, sleep_past, start_again, worker_for},
+    update_request,
 };
 use connectord::pb::{self, sync::State, sync::Trigger};
 use tonic::Code;
@@ -41,17 +39,8 @@ async fn schedule_rejects_bad_cron_spec() {
     let connector = create(&mut client, "app-1", "okta").await;
 
     // The last two parse, but no date ever matches them.
-    let bad_specs = [
-        "61 * * * *",
-        "* * *",
-        "",
-        "0 0 * * * * * *",
-        "@hourly",
-        "every day at noon",
-        "0 25 * * *",
-        "0 0 30 2 *",
-        "0 0 31 4 *",
-    ];
+    let bad_specs =
+        ["61 * * * *", "* * *", "", "0 0 * * * * * *", "@hourly", "every day at noon", "0 25 * * *", "0 0 30 2 *", "0 0 31 4 *"];
     for spec in bad_specs {
         let result = client.update_connector_schedule(schedule_request(&connector, spec, "UTC")).await;
         let status = result.expect_err(&format!("spec {spec:?}: expected INVALID_ARGUMENT"));

@@ -41,10 +41,8 @@ fn generate_pki() -> Pki {
     let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
 
     let server_key = KeyPair::generate().unwrap();
-    let server_cert = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-        .unwrap()
-        .signed_by(&server_key, &ca)
-        .unwrap();
+    let server_cert =
+        CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap().signed_by(&server_key, &ca).unwrap();
     let client_key = KeyPair::generate().unwrap();
     let client_cert = CertificateParams::new(vec!["worker.example".to_owned()]).unwrap().signed_by(&client_key, &ca).unwrap();
 
@@ -59,13 +57,7 @@ fn generate_pki() -> Pki {
         key: write("server.key", &server_key.serialize_pem()),
         client_ca: Some(write("ca.pem", &ca.pem())),
     };
-    Pki {
-        ca_pem: ca.pem(),
-        client_cert_pem: client_cert.pem(),
-        client_key_pem: client_key.serialize_pem(),
-        files,
-        _directory: directory,
-    }
+    Pki { ca_pem: ca.pem(), client_cert_pem: client_cert.pem(), client_key_pem: client_key.serialize_pem(), files, _directory: directory }
 }
 
 async fn tls_channel(server: &TestServer, pki: &Pki, with_client_cert: bool) -> Result<Channel, tonic::transport::Error> {
@@ -85,10 +77,8 @@ async fn rest_status_line(server: &TestServer, pki: &Pki, path: &str, client_cer
     let mut roots = rustls::RootCertStore::empty();
     roots.add(CertificateDer::from_pem_slice(pki.ca_pem.as_bytes()).unwrap()).unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots);
+    let builder =
+        rustls::ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions().unwrap().with_root_certificates(roots);
     let mut config = if client_cert {
         let chain = vec![CertificateDer::from_pem_slice(pki.client_cert_pem.as_bytes()).unwrap()];
         let key = PrivateKeyDer::from_pem_slice(pki.client_key_pem.as_bytes()).unwrap();
@@ -214,8 +204,9 @@ async fn unary_response_over_tls_leaves_in_one_write() {
     let connection = CountingConnection { inner: server_end, writes: Arc::clone(&writes) };
     // The stream of connections stays open after the first, so the server keeps serving.
     let incoming = tokio_stream::StreamExt::chain(tokio_stream::once(Ok::<_, io::Error>(connection)), tokio_stream::pending());
-    let server =
-        tokio::spawn(tonic::transport::Server::builder().add_routes(routes).serve_with_incoming(connectord::tls::tls_incoming(incoming, acceptor)));
+    let server = tokio::spawn(
+        tonic::transport::Server::builder().add_routes(routes).serve_with_incoming(connectord::tls::tls_incoming(incoming, acceptor)),
+    );
 
     let client_end = Arc::new(Mutex::new(Some(client_end)));
     let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&pki.ca_pem)).domain_name("localhost");

@@ -4,8 +4,8 @@
 mod common;
 
 use common::{
-    Client, TestServer, address_of, connector_of, create, expect_invalid, field_mask, get, struct_config,
-    update_request, violation_description,
+    Client, TestServer, address_of, connector_of, create, expect_invalid, field_mask, get, struct_config, update_request,
+    violation_description,
 };
 use connectord::pb;
 
@@ -19,12 +19,7 @@ async fn create_fully_populated(client: &mut Client) -> pb::Connector {
     connector.disable_check_bad_sync = true;
     let request = pb::ConnectorServiceUpdateRequest {
         connector: Some(connector),
-        update_mask: Some(field_mask(&[
-            "sync_config",
-            "profile_allow_list",
-            "profile_ignore_list",
-            "disable_check_bad_sync",
-        ])),
+        update_mask: Some(field_mask(&["sync_config", "profile_allow_list", "profile_ignore_list", "disable_check_bad_sync"])),
         expand_mask: None,
     };
     connector_of(client.update(request).await.expect("populate").into_inner().connector_view)
@@ -34,10 +29,7 @@ async fn update(client: &mut Client, request: pb::ConnectorServiceUpdateRequest)
     connector_of(client.update(request).await.expect("update").into_inner().connector_view)
 }
 
-fn delegated(
-    connector: pb::Connector,
-    mask: Option<prost_types::FieldMask>,
-) -> pb::ConnectorServiceUpdateDelegatedRequest {
+fn delegated(connector: pb::Connector, mask: Option<prost_types::FieldMask>) -> pb::ConnectorServiceUpdateDelegatedRequest {
     pb::ConnectorServiceUpdateDelegatedRequest { connector: Some(connector), update_mask: mask, expand_mask: None }
 }
 
@@ -70,10 +62,8 @@ async fn update_applies_lower_camel_paths() {
     let mut client = server.client().await;
     let original = create_fully_populated(&mut client).await;
 
-    let mut request = update_request(
-        &original,
-        &["displayName", "userIds", "profileAllowList", "disableCheckBadSync", "syncConfig.syncResourceTypeIds"],
-    );
+    let mut request =
+        update_request(&original, &["displayName", "userIds", "profileAllowList", "disableCheckBadSync", "syncConfig.syncResourceTypeIds"]);
     let connector = request.connector.as_mut().expect("connector");
     connector.display_name = "camel name".to_owned();
     connector.user_ids = vec!["owner-7".to_owned()];
@@ -141,8 +131,7 @@ async fn update_without_mask_changes_only_set_fields() {
     let mut connector = address_of(&original);
     connector.description = "new description".to_owned();
     connector.profile_ignore_list = vec!["nickname".to_owned()];
-    let request =
-        pb::ConnectorServiceUpdateRequest { connector: Some(connector), update_mask: None, expand_mask: None };
+    let request = pb::ConnectorServiceUpdateRequest { connector: Some(connector), update_mask: None, expand_mask: None };
     let updated = update(&mut client, request).await;
 
     assert_eq!(updated.description, "new description");
@@ -259,8 +248,7 @@ async fn update_delegated_changes_owner_fields() {
     connector.display_name = "delegated name".to_owned();
     connector.user_ids = vec!["owner-5".to_owned()];
     let request = delegated(connector, Some(field_mask(&["display_name", "userIds", "description"])));
-    let updated =
-        connector_of(client.update_delegated(request).await.expect("update delegated").into_inner().connector_view);
+    let updated = connector_of(client.update_delegated(request).await.expect("update delegated").into_inner().connector_view);
 
     assert_eq!(updated.display_name, "delegated name");
     assert_eq!(updated.user_ids, ["owner-5"]);
@@ -277,8 +265,7 @@ async fn update_delegated_wildcard_leaves_other_fields() {
     let mut connector = address_of(&original);
     connector.display_name = "wildcard name".to_owned();
     let request = delegated(connector, Some(field_mask(&["*"])));
-    let updated =
-        connector_of(client.update_delegated(request).await.expect("update delegated").into_inner().connector_view);
+    let updated = connector_of(client.update_delegated(request).await.expect("update delegated").into_inner().connector_view);
 
     assert_eq!(updated.display_name, "wildcard name");
     assert_eq!(updated.description, "");
@@ -323,10 +310,7 @@ async fn update_delegated_rejects_set_fields_outside_scope() {
 
     let mut connector = address_of(&original);
     connector.profile_allow_list = vec!["salary".to_owned()];
-    expect_invalid(
-        client.update_delegated(delegated(connector, Some(field_mask(&[])))).await,
-        "connector.profile_allow_list",
-    );
+    expect_invalid(client.update_delegated(delegated(connector, Some(field_mask(&[])))).await, "connector.profile_allow_list");
 
     assert_eq!(get(&mut client, "app-1", &original.id).await, original, "a rejected update changed the connector");
 }

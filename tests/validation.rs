@@ -4,8 +4,8 @@
 mod common;
 
 use common::{
-    TestServer, address_of, connector_of, create, create_delegated_request, create_request, delete_request,
-    expect_invalid, get_request, list_request, update_request, violation_description, violation_fields,
+    TestServer, address_of, connector_of, create, create_delegated_request, create_request, delete_request, expect_invalid, get_request,
+    list_request, update_request, violation_description, violation_fields,
 };
 use connectord::pb;
 use tonic::Code;
@@ -78,8 +78,7 @@ async fn create_accepts_max_length_ids() {
     request.request_id = max_length_id();
     request.user_ids = vec![max_length_id()];
 
-    let connector =
-        connector_of(client.create(request).await.expect("create with 64-character ids").into_inner().connector_view);
+    let connector = connector_of(client.create(request).await.expect("create with 64-character ids").into_inner().connector_view);
 
     assert_eq!(connector.app_id, max_length_id());
     assert_eq!(connector.catalog_id, max_length_id());
@@ -102,10 +101,7 @@ async fn create_limits_display_name_to_256_characters() {
     let mut request = create_request("app-1", "");
     request.display_name = "n".repeat(257);
     let status = expect_invalid(client.create(request).await, "display_name");
-    assert!(
-        violation_description(&status, "display_name").contains("257"),
-        "description does not give the length: {status:?}"
-    );
+    assert!(violation_description(&status, "display_name").contains("257"), "description does not give the length: {status:?}");
 }
 
 #[tokio::test]
@@ -331,10 +327,8 @@ async fn update_removes_duplicate_user_ids() {
 
     let mut connector = address_of(&created);
     connector.user_ids = ["x", "y", "x"].map(String::from).to_vec();
-    let request =
-        pb::ConnectorServiceUpdateDelegatedRequest { connector: Some(connector), update_mask: None, expand_mask: None };
-    let updated =
-        connector_of(client.update_delegated(request).await.expect("update delegated").into_inner().connector_view);
+    let request = pb::ConnectorServiceUpdateDelegatedRequest { connector: Some(connector), update_mask: None, expand_mask: None };
+    let updated = connector_of(client.update_delegated(request).await.expect("update delegated").into_inner().connector_view);
 
     assert_eq!(updated.user_ids, ["x", "y"]);
 }

@@ -14,8 +14,8 @@ use chrono::{DateTime, Utc};
 use connectord::{
     admission::{AdmissionLayer, AdmissionLimits},
     api::{page_token, validate::id_problem},
-    gateway::{EdgeLayer, EdgeOptions},
     domain::{ConfigTypes, Connector, ConnectorKey, ConnectorStatus, Credential, SyncRun, SyncState, config_types::TYPE_URL_PREFIX},
+    gateway::{EdgeLayer, EdgeOptions},
     limits::ResourceExhaustedLayer,
     pb,
     server::ServicesBuilder,
@@ -97,11 +97,7 @@ pub fn check_rpc(data: &[u8]) {
     assert!(message.len() <= 4096, "{} returned a status message of {} bytes", RPC_NAMES[index], message.len());
     assert!(details_len <= 16 * 1024, "{} returned {} bytes of error details", RPC_NAMES[index], details_len);
     if well_formed {
-        assert!(
-            !matches!(code, Code::Unknown | Code::Internal),
-            "{} answered a valid request with {code:?}: {message}",
-            RPC_NAMES[index]
-        );
+        assert!(!matches!(code, Code::Unknown | Code::Internal), "{} answered a valid request with {code:?}: {message}", RPC_NAMES[index]);
     }
 }
 
@@ -246,7 +242,8 @@ pub fn check_rest_json(data: &[u8]) {
         let text = String::from_utf8_lossy(&bytes);
         assert_ne!(status, http::StatusCode::INTERNAL_SERVER_ERROR, "{method} {path}: HTTP 500 with {text}");
         assert!(content_type.starts_with("application/json"), "{method} {path}: HTTP {status} with content type {content_type:?}: {text}");
-        let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_else(|error| panic!("{method} {path}: body is not JSON ({error}): {text}"));
+        let json: serde_json::Value =
+            serde_json::from_slice(&bytes).unwrap_or_else(|error| panic!("{method} {path}: body is not JSON ({error}): {text}"));
         if !status.is_success() {
             assert!(json.get("code").is_some_and(serde_json::Value::is_number), "{method} {path}: error without a numeric code: {text}");
             assert!(json.get("message").is_some_and(serde_json::Value::is_string), "{method} {path}: error without a message: {text}");
@@ -272,12 +269,8 @@ fn config_types() -> &'static ConfigTypes {
     static TYPES: OnceLock<ConfigTypes> = OnceLock::new();
     TYPES.get_or_init(|| {
         let mut types = ConfigTypes::new(pb::FILE_DESCRIPTOR_SET).expect("built-in descriptor set");
-        types
-            .register_descriptor_set("reflection", tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
-            .expect("reflection descriptor set");
-        types
-            .register_descriptor_set("health", tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .expect("health descriptor set");
+        types.register_descriptor_set("reflection", tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET).expect("reflection descriptor set");
+        types.register_descriptor_set("health", tonic_health::pb::FILE_DESCRIPTOR_SET).expect("health descriptor set");
         types
     })
 }
@@ -394,7 +387,8 @@ fn call_full(index: usize, body: Vec<u8>) -> CallResult {
         let collected = body.collect().await.expect("response body");
         let trailers = collected.trailers().cloned();
         let data = collected.to_bytes();
-        let headers = if parts.headers.contains_key("grpc-status") { parts.headers } else { trailers.expect("grpc-status in headers or trailers") };
+        let headers =
+            if parts.headers.contains_key("grpc-status") { parts.headers } else { trailers.expect("grpc-status in headers or trailers") };
 
         let code = headers.get("grpc-status").expect("grpc-status").to_str().unwrap().parse::<i32>().expect("numeric grpc-status");
         let code = Code::from_i32(code);
@@ -407,7 +401,10 @@ fn call_full(index: usize, body: Vec<u8>) -> CallResult {
             .map(|status| {
                 use tonic_types::StatusExt;
                 status.get_details_bad_request().map_or(0, |bad_request| {
-                    assert!(bad_request.field_violations.iter().all(|violation| !violation.field.is_empty()), "a violation without a field");
+                    assert!(
+                        bad_request.field_violations.iter().all(|violation| !violation.field.is_empty()),
+                        "a violation without a field"
+                    );
                     bad_request.field_violations.len()
                 })
             })
@@ -502,7 +499,13 @@ impl Store for MemoryStore {
         Ok(self.state.lock().unwrap().connectors.get(&(key.app_id.clone(), key.id.clone())).cloned())
     }
 
-    async fn list_connectors(&self, app_id: &str, after_id: Option<&str>, limit: usize, include_deleted: bool) -> Result<Vec<Connector>, StoreError> {
+    async fn list_connectors(
+        &self,
+        app_id: &str,
+        after_id: Option<&str>,
+        limit: usize,
+        include_deleted: bool,
+    ) -> Result<Vec<Connector>, StoreError> {
         let state = self.state.lock().unwrap();
         Ok(state
             .connectors
@@ -534,10 +537,16 @@ impl Store for MemoryStore {
             state.connectors.insert((write.record.app_id.clone(), write.record.id.clone()), write.record.clone());
         }
         for write in &batch.syncs {
-            state.syncs.insert(child_key(&ConnectorKey::new(write.record.app_id.clone(), write.record.connector_id.clone()), &write.record.id), write.record.clone());
+            state.syncs.insert(
+                child_key(&ConnectorKey::new(write.record.app_id.clone(), write.record.connector_id.clone()), &write.record.id),
+                write.record.clone(),
+            );
         }
         for write in &batch.credentials {
-            state.credentials.insert(child_key(&ConnectorKey::new(write.record.app_id.clone(), write.record.connector_id.clone()), &write.record.id), write.record.clone());
+            state.credentials.insert(
+                child_key(&ConnectorKey::new(write.record.app_id.clone(), write.record.connector_id.clone()), &write.record.id),
+                write.record.clone(),
+            );
         }
         Ok(())
     }
@@ -546,7 +555,13 @@ impl Store for MemoryStore {
         Ok(self.state.lock().unwrap().syncs.get(&child_key(key, sync_id)).cloned())
     }
 
-    async fn list_syncs(&self, key: &ConnectorKey, before_id: Option<&str>, limit: usize, state_filter: Option<SyncState>) -> Result<Vec<SyncRun>, StoreError> {
+    async fn list_syncs(
+        &self,
+        key: &ConnectorKey,
+        before_id: Option<&str>,
+        limit: usize,
+        state_filter: Option<SyncState>,
+    ) -> Result<Vec<SyncRun>, StoreError> {
         let state = self.state.lock().unwrap();
         Ok(state
             .syncs

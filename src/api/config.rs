@@ -12,12 +12,7 @@ pub struct ConfigCheck<'a> {
 
 impl ConfigCheck<'_> {
     /// Validates a config that may be absent, recording a violation under `field`.
-    pub fn optional(
-        &self,
-        field: &str,
-        config: Option<&prost_types::Any>,
-        violations: &mut Violations,
-    ) -> Option<Config> {
+    pub fn optional(&self, field: &str, config: Option<&prost_types::Any>, violations: &mut Violations) -> Option<Config> {
         let config = config?;
         match self.types.validate(&config.type_url, &config.value, self.max_bytes) {
             Ok(config) => Some(config),

@@ -14,10 +14,7 @@ use super::{
     validate::{MAX_DESCRIPTION_CHARS, MAX_DISPLAY_NAME_CHARS, Violations},
 };
 use crate::{
-    domain::{
-        ConfigTypes, ConnectorKey, ConnectorRegistry, CredentialService, Error, ListQuery,
-        NewConnector, SyncLifecycle,
-    },
+    domain::{ConfigTypes, ConnectorKey, ConnectorRegistry, CredentialService, Error, ListQuery, NewConnector, SyncLifecycle},
     pb::{self, connector_service_server::ConnectorService},
 };
 
@@ -148,10 +145,7 @@ impl ConnectorApi {
         Ok(pb::ConnectorServiceCreateDelegatedResponse { connector_view: Some(view(connector, &self.config_types)), expanded: Vec::new() })
     }
 
-    async fn handle_delete(
-        &self,
-        request: pb::ConnectorServiceDeleteRequest,
-    ) -> Result<pb::ConnectorServiceDeleteResponse, Error> {
+    async fn handle_delete(&self, request: pb::ConnectorServiceDeleteRequest) -> Result<pb::ConnectorServiceDeleteResponse, Error> {
         let key = key(&request.app_id, &request.id, "id")?;
         let mut violations = Violations::new();
         violations.etag("etag", &request.etag);
@@ -228,10 +222,7 @@ impl ConnectorService for ConnectorApi {
     }
 
     #[tracing::instrument(name = "Get", skip_all, fields(app_id = %request.get_ref().app_id, connector_id = %request.get_ref().id))]
-    async fn get(
-        &self,
-        request: Request<pb::ConnectorServiceGetRequest>,
-    ) -> Result<Response<pb::ConnectorServiceGetResponse>, Status> {
+    async fn get(&self, request: Request<pb::ConnectorServiceGetRequest>) -> Result<Response<pb::ConnectorServiceGetResponse>, Status> {
         let request = request.into_inner();
         let key = key(&request.app_id, &request.id, "id").map_err(to_status)?;
 
@@ -245,10 +236,7 @@ impl ConnectorService for ConnectorApi {
     }
 
     #[tracing::instrument(name = "List", skip_all, fields(app_id = %request.get_ref().app_id))]
-    async fn list(
-        &self,
-        request: Request<pb::ConnectorServiceListRequest>,
-    ) -> Result<Response<pb::ConnectorServiceListResponse>, Status> {
+    async fn list(&self, request: Request<pb::ConnectorServiceListRequest>) -> Result<Response<pb::ConnectorServiceListResponse>, Status> {
         let request = request.into_inner();
         let query = list_query(&request).map_err(to_status)?;
 
@@ -487,14 +475,8 @@ fn list_query(request: &pb::ConnectorServiceListRequest) -> Result<ListQuery, Er
         None
     } else {
         let scope = page_token::connector_scope(&request.app_id, request.show_deleted);
-        let after_id = page_token::decode(&request.page_token, &scope)
-            .map_err(|error| Error::invalid("page_token", error.to_string()))?;
+        let after_id = page_token::decode(&request.page_token, &scope).map_err(|error| Error::invalid("page_token", error.to_string()))?;
         Some(after_id)
     };
-    Ok(ListQuery {
-        app_id: request.app_id.clone(),
-        after_id,
-        page_size,
-        include_deleted: request.show_deleted,
-    })
+    Ok(ListQuery { app_id: request.app_id.clone(), after_id, page_size, include_deleted: request.show_deleted })
 }

@@ -8,10 +8,7 @@ use crate::{
 };
 
 pub fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: time.timestamp(),
-        nanos: time.timestamp_subsec_nanos() as i32,
-    }
+    prost_types::Timestamp { seconds: time.timestamp(), nanos: time.timestamp_subsec_nanos() as i32 }
 }
 
 fn optional_timestamp(time: Option<DateTime<Utc>>) -> Option<prost_types::Timestamp> {
@@ -41,9 +38,7 @@ impl From<Connector> for pb::Connector {
             display_name: connector.display_name,
             description: connector.description,
             user_ids: connector.user_ids,
-            config: connector
-                .config
-                .map(|config| prost_types::Any { type_url: config.type_url, value: config.value }),
+            config: connector.config.map(|config| prost_types::Any { type_url: config.type_url, value: config.value }),
             status: Some(pb::ConnectorStatus {
                 status: sync_status(status.status).into(),
                 last_error: status.last_error,
@@ -59,24 +54,18 @@ impl From<Connector> for pb::Connector {
             created_at: Some(timestamp(connector.created_at)),
             updated_at: Some(timestamp(connector.updated_at)),
             deleted_at: optional_timestamp(connector.deleted_at),
-            sync_config: connector
-                .sync_resource_type_ids
-                .map(|ids| pb::SyncConfig { sync_resource_type_ids: ids }),
+            sync_config: connector.sync_resource_type_ids.map(|ids| pb::SyncConfig { sync_resource_type_ids: ids }),
             profile_allow_list: connector.profile_allow_list,
             profile_ignore_list: connector.profile_ignore_list,
             disable_check_bad_sync: connector.disable_check_bad_sync,
             can_resume_sync: connector.can_resume_sync,
             sync_disabled_at: sync_disabled.as_ref().map(|disabled| timestamp(disabled.at)),
-            sync_disabled_category: sync_disabled
-                .as_ref()
-                .map(|disabled| disabled.category.clone())
-                .unwrap_or_default(),
+            sync_disabled_category: sync_disabled.as_ref().map(|disabled| disabled.category.clone()).unwrap_or_default(),
             sync_disabled_reason: sync_disabled.map(|disabled| disabled.reason).unwrap_or_default(),
             etag,
-            schedule: connector.schedule.map(|schedule| pb::ConnectorScheduleCron {
-                cron_spec: schedule.cron_spec,
-                timezone: schedule.timezone,
-            }),
+            schedule: connector
+                .schedule
+                .map(|schedule| pb::ConnectorScheduleCron { cron_spec: schedule.cron_spec, timezone: schedule.timezone }),
             config_secrets: Vec::new(),
         }
     }

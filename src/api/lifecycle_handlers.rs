@@ -31,9 +31,7 @@ fn after_id(token: &str, scope: &str) -> Result<Option<String>, Error> {
     if token.is_empty() {
         return Ok(None);
     }
-    page_token::decode(token, scope)
-        .map(Some)
-        .map_err(|error| Error::invalid("page_token", error.to_string()))
+    page_token::decode(token, scope).map(Some).map_err(|error| Error::invalid("page_token", error.to_string()))
 }
 
 fn credential_scope(key: &ConnectorKey) -> String {
@@ -168,18 +166,14 @@ impl ConnectorApi {
         request: pb::ConnectorServiceUpdateConnectorScheduleRequest,
     ) -> Result<pb::ConnectorServiceUpdateConnectorScheduleResponse, Error> {
         let key = connector_key(&request.app_id, &request.connector_id)?;
-        let schedule = request.schedule.as_ref().map(
-            |pb::connector_service_update_connector_schedule_request::Schedule::Cron(cron)| {
-                (cron.cron_spec.as_str(), cron.timezone.as_str())
-            },
-        );
+        let schedule = request.schedule.as_ref().map(|pb::connector_service_update_connector_schedule_request::Schedule::Cron(cron)| {
+            (cron.cron_spec.as_str(), cron.timezone.as_str())
+        });
 
         let next_runs = self.lifecycle.update_schedule(&key, schedule).await?;
 
         tracing::info!(scheduled = schedule.is_some(), "schedule updated");
-        Ok(pb::ConnectorServiceUpdateConnectorScheduleResponse {
-            next_runs: next_runs.into_iter().map(timestamp).collect(),
-        })
+        Ok(pb::ConnectorServiceUpdateConnectorScheduleResponse { next_runs: next_runs.into_iter().map(timestamp).collect() })
     }
 
     #[tracing::instrument(name = "ConfirmSyncValid", skip_all, fields(app_id = %request.app_id, connector_id = %request.connector_id))]
@@ -264,4 +258,3 @@ impl ConnectorApi {
         Ok(pb::ConnectorServiceCancelSyncResponse { sync: Some(sync.into()) })
     }
 }
-

@@ -5,8 +5,8 @@
 mod audit;
 mod config;
 mod connector_service;
-mod lifecycle_handlers;
 mod convert;
+mod lifecycle_handlers;
 pub mod page_token;
 mod status;
 mod sync_service;

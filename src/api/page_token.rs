@@ -23,7 +23,9 @@ const CHECKSUM_LEN: usize = 4;
 pub enum PageTokenError {
     #[error("page token is malformed; pass the next_page_token of a previous response unchanged")]
     Malformed,
-    #[error("page token belongs to a different request: another app_id, connector_id or filter such as show_deleted; start again without a token")]
+    #[error(
+        "page token belongs to a different request: another app_id, connector_id or filter such as show_deleted; start again without a token"
+    )]
     Foreign,
 }
 

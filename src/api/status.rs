@@ -86,9 +86,7 @@ mod tests {
 
     #[test]
     fn violations_are_capped_in_details() {
-        let violations = (0..500)
-            .map(|index| FieldViolation::new(format!("user_ids[{index}]"), "x".repeat(2000)))
-            .collect();
+        let violations = (0..500).map(|index| FieldViolation::new(format!("user_ids[{index}]"), "x".repeat(2000))).collect();
         let status = to_status(Error::InvalidArgument(violations));
         assert_eq!(status.code(), Code::InvalidArgument);
         let bad_request = status.get_details_bad_request().expect("bad request details");

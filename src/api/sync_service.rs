@@ -32,13 +32,7 @@ impl SyncWorkerApi {
 
     /// Authenticates the caller and checks that its credential belongs to the connector
     /// named in the request.
-    async fn authorize(
-        &self,
-        metadata: &MetadataMap,
-        app_id: &str,
-        connector_id: &str,
-        audit: &mut Audit,
-    ) -> Result<ConnectorKey, Error> {
+    async fn authorize(&self, metadata: &MetadataMap, app_id: &str, connector_id: &str, audit: &mut Audit) -> Result<ConnectorKey, Error> {
         audit.target(app_id, connector_id);
         let (client_id, secret) = basic_credentials(metadata)?;
         audit.worker(&client_id);
@@ -60,11 +54,7 @@ impl SyncWorkerApi {
 }
 
 impl SyncWorkerApi {
-    async fn handle_claim(
-        &self,
-        request: &Request<pb::ClaimSyncRequest>,
-        audit: &mut Audit,
-    ) -> Result<pb::ClaimSyncResponse, Error> {
+    async fn handle_claim(&self, request: &Request<pb::ClaimSyncRequest>, audit: &mut Audit) -> Result<pb::ClaimSyncResponse, Error> {
         let body = request.get_ref();
         let key = self.authorize(request.metadata(), &body.app_id, &body.connector_id, audit).await?;
         let wait = match &body.wait {
@@ -87,11 +77,7 @@ impl SyncWorkerApi {
         Ok(pb::ClaimSyncResponse { sync: sync.map(Into::into) })
     }
 
-    async fn handle_heartbeat(
-        &self,
-        request: &Request<pb::HeartbeatRequest>,
-        audit: &mut Audit,
-    ) -> Result<pb::HeartbeatResponse, Error> {
+    async fn handle_heartbeat(&self, request: &Request<pb::HeartbeatRequest>, audit: &mut Audit) -> Result<pb::HeartbeatResponse, Error> {
         let body = request.get_ref();
         let key = self.authorize(request.metadata(), &body.app_id, &body.connector_id, audit).await?;
         sync_id(&body.sync_id)?;
@@ -148,10 +134,7 @@ fn sync_id(value: &str) -> Result<(), Error> {
 #[tonic::async_trait]
 impl ConnectorSyncService for SyncWorkerApi {
     #[tracing::instrument(name = "ClaimSync", skip_all, fields(app_id = %request.get_ref().app_id, connector_id = %request.get_ref().connector_id, client_id))]
-    async fn claim_sync(
-        &self,
-        request: Request<pb::ClaimSyncRequest>,
-    ) -> Result<Response<pb::ClaimSyncResponse>, Status> {
+    async fn claim_sync(&self, request: Request<pb::ClaimSyncRequest>) -> Result<Response<pb::ClaimSyncResponse>, Status> {
         let mut audit = Audit::start("ClaimSync", &request);
         let result = self.handle_claim(&request, &mut audit).await;
         audit.finish(&result);
@@ -159,10 +142,7 @@ impl ConnectorSyncService for SyncWorkerApi {
     }
 
     #[tracing::instrument(name = "Heartbeat", skip_all, fields(app_id = %request.get_ref().app_id, connector_id = %request.get_ref().connector_id, client_id))]
-    async fn heartbeat(
-        &self,
-        request: Request<pb::HeartbeatRequest>,
-    ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+    async fn heartbeat(&self, request: Request<pb::HeartbeatRequest>) -> Result<Response<pb::HeartbeatResponse>, Status> {
         let mut audit = Audit::start("Heartbeat", &request);
         audit.changed(["syncs.lease_expires_at"]);
         let result = self.handle_heartbeat(&request, &mut audit).await;
@@ -171,10 +151,7 @@ impl ConnectorSyncService for SyncWorkerApi {
     }
 
     #[tracing::instrument(name = "CompleteSync", skip_all, fields(app_id = %request.get_ref().app_id, connector_id = %request.get_ref().connector_id, client_id))]
-    async fn complete_sync(
-        &self,
-        request: Request<pb::CompleteSyncRequest>,
-    ) -> Result<Response<pb::CompleteSyncResponse>, Status> {
+    async fn complete_sync(&self, request: Request<pb::CompleteSyncRequest>) -> Result<Response<pb::CompleteSyncResponse>, Status> {
         let mut audit = Audit::start("CompleteSync", &request);
         audit.changed(["syncs", "status"]);
         let result = self.handle_complete(&request, &mut audit).await;

@@ -4,7 +4,10 @@
 use prost_types::FieldMask;
 
 use super::{config::ConfigCheck, validate::Violations};
-use crate::{domain::{ConnectorPatch, Error, connector_text::shorten}, pb};
+use crate::{
+    domain::{ConnectorPatch, Error, connector_text::shorten},
+    pb,
+};
 
 /// Update RPC that a mask belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,9 +72,17 @@ fn classify(path: &str) -> PathKind {
         _ => {}
     }
     match top {
-        "status" | "oauth_authorized_as" | "download_url" | "created_at" | "updated_at"
-        | "deleted_at" | "can_resume_sync" | "sync_disabled_at" | "sync_disabled_category"
-        | "sync_disabled_reason" | "etag" => PathKind::ServerWritten,
+        "status"
+        | "oauth_authorized_as"
+        | "download_url"
+        | "created_at"
+        | "updated_at"
+        | "deleted_at"
+        | "can_resume_sync"
+        | "sync_disabled_at"
+        | "sync_disabled_category"
+        | "sync_disabled_reason"
+        | "etag" => PathKind::ServerWritten,
         "schedule" => PathKind::SetByRpc("UpdateConnectorSchedule"),
         _ => PathKind::Unknown,
     }
@@ -132,10 +143,7 @@ pub fn build_patch(
     violations.into_result()?;
 
     if selected.is_empty() {
-        return Err(Error::invalid(
-            "update_mask",
-            "nothing to update: name fields in update_mask or set them in the connector",
-        ));
+        return Err(Error::invalid("update_mask", "nothing to update: name fields in update_mask or set them in the connector"));
     }
     patch_from(connector, &selected, config_check)
 }
@@ -150,10 +158,8 @@ fn select_paths(paths: &[String], allowed: &[Writable], violations: &mut Violati
                     selected.push(writable);
                 }
             }
-            PathKind::Writable(_) => violations.add(
-                field,
-                format!("{} cannot be changed by UpdateDelegated; allowed: {}", shorten(path), allowed_names(allowed)),
-            ),
+            PathKind::Writable(_) => violations
+                .add(field, format!("{} cannot be changed by UpdateDelegated; allowed: {}", shorten(path), allowed_names(allowed))),
             PathKind::Immutable => {
                 violations.add(field, format!("{} is immutable after create", shorten(path)));
             }
@@ -163,10 +169,9 @@ fn select_paths(paths: &[String], allowed: &[Writable], violations: &mut Violati
             PathKind::SetByRpc(rpc) => {
                 violations.add(field, format!("{} can be changed only with {rpc}", shorten(path)));
             }
-            PathKind::Unknown => violations.add(
-                field,
-                format!("{} is not a field of Connector; writable fields: {}", shorten(path), allowed_names(allowed)),
-            ),
+            PathKind::Unknown => {
+                violations.add(field, format!("{} is not a field of Connector; writable fields: {}", shorten(path), allowed_names(allowed)))
+            }
         }
     }
     selected
@@ -189,11 +194,7 @@ fn set_fields(connector: &pb::Connector) -> Vec<Writable> {
         .collect()
 }
 
-fn patch_from(
-    connector: &pb::Connector,
-    selected: &[Writable],
-    config_check: &ConfigCheck<'_>,
-) -> Result<ConnectorPatch, Error> {
+fn patch_from(connector: &pb::Connector, selected: &[Writable], config_check: &ConfigCheck<'_>) -> Result<ConnectorPatch, Error> {
     let mut violations = Violations::new();
     let mut patch = ConnectorPatch::default();
     for field in selected {

@@ -53,10 +53,7 @@ impl Violations {
     pub fn text(&mut self, field: &str, value: &str, max_chars: usize) {
         let chars = value.chars().count();
         if chars > max_chars {
-            self.add(
-                field,
-                format!("{} is {chars} characters long; the maximum is {max_chars}", shorten(value)),
-            );
+            self.add(field, format!("{} is {chars} characters long; the maximum is {max_chars}", shorten(value)));
         } else if value.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
             self.add(field, format!("{} contains control characters", shorten(value)));
         }
@@ -108,16 +105,10 @@ pub fn id_problem(value: &str) -> Option<String> {
     }
     let chars = value.chars().count();
     if chars > MAX_ID_CHARS {
-        return Some(format!(
-            "{} is {chars} characters long; an id has 1 to 64 characters of [A-Za-z0-9_-]",
-            shorten(value)
-        ));
+        return Some(format!("{} is {chars} characters long; an id has 1 to 64 characters of [A-Za-z0-9_-]", shorten(value)));
     }
     if !value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-        return Some(format!(
-            "{} is invalid: an id has only the characters [A-Za-z0-9_-]",
-            shorten(value)
-        ));
+        return Some(format!("{} is invalid: an id has only the characters [A-Za-z0-9_-]", shorten(value)));
     }
     None
 }

@@ -95,16 +95,10 @@ pub fn access_for(path: &str) -> Access {
     if path.starts_with("/grpc.health.v1.Health/") {
         return Access::Open;
     }
-    if path.starts_with("/grpc.reflection.v1.ServerReflection/")
-        || path.starts_with("/grpc.reflection.v1alpha.ServerReflection/")
-    {
+    if path.starts_with("/grpc.reflection.v1.ServerReflection/") || path.starts_with("/grpc.reflection.v1alpha.ServerReflection/") {
         return Access::Reflection;
     }
-    RPC_ACCESS
-        .iter()
-        .find(|(method, _)| *method == path)
-        .map(|(_, access)| *access)
-        .unwrap_or(Access::Roles(ADMINS))
+    RPC_ACCESS.iter().find(|(method, _)| *method == path).map(|(_, access)| *access).unwrap_or(Access::Roles(ADMINS))
 }
 
 #[cfg(test)]
@@ -119,10 +113,7 @@ mod tests {
         for service in pool.services().filter(|service| service.package_name() == "connectord.v1") {
             for method in service.methods() {
                 let path = format!("/{}/{}", service.full_name(), method.name());
-                assert!(
-                    RPC_ACCESS.iter().any(|(known, _)| *known == path),
-                    "{path} is missing from the access table"
-                );
+                assert!(RPC_ACCESS.iter().any(|(known, _)| *known == path), "{path} is missing from the access table");
             }
         }
     }

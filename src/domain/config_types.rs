@@ -36,18 +36,13 @@ impl ConfigTypes {
     /// Creates a registry from the server's own encoded descriptor set, which must contain
     /// `google/protobuf/struct.proto`. Only Struct is registered at first.
     pub fn new(builtin_descriptor_set: &[u8]) -> Result<Self, ConfigTypeError> {
-        let pool = DescriptorPool::decode(builtin_descriptor_set).map_err(|error| {
-            ConfigTypeError::InvalidDescriptorSet {
-                source_name: "built-in".to_owned(),
-                reason: error.to_string(),
-            }
-        })?;
+        let pool = DescriptorPool::decode(builtin_descriptor_set)
+            .map_err(|error| ConfigTypeError::InvalidDescriptorSet { source_name: "built-in".to_owned(), reason: error.to_string() })?;
         if pool.get_message_by_name(STRUCT_TYPE).is_none() {
             return Err(ConfigTypeError::MissingBuiltinType(STRUCT_TYPE.to_owned()));
         }
         let registered = BTreeSet::from([STRUCT_TYPE.to_owned()]);
-        let secret_struct_keys =
-            super::secrets::DEFAULT_SECRET_STRUCT_KEYS.iter().map(|key| (*key).to_owned()).collect();
+        let secret_struct_keys = super::secrets::DEFAULT_SECRET_STRUCT_KEYS.iter().map(|key| (*key).to_owned()).collect();
         let mut types = Self { pool, registered, secret_fields: HashSet::new(), secret_struct_keys };
         types.index_secret_fields();
         Ok(types)
@@ -92,19 +87,11 @@ impl ConfigTypes {
 
     /// Registers every message defined in the files of an encoded `FileDescriptorSet` that
     /// the pool did not already contain, and returns their full names.
-    pub fn register_descriptor_set(
-        &mut self,
-        source_name: &str,
-        encoded: &[u8],
-    ) -> Result<Vec<String>, ConfigTypeError> {
-        let known_files: BTreeSet<String> =
-            self.pool.files().map(|file| file.name().to_owned()).collect();
-        self.pool.decode_file_descriptor_set(encoded).map_err(|error| {
-            ConfigTypeError::InvalidDescriptorSet {
-                source_name: source_name.to_owned(),
-                reason: error.to_string(),
-            }
-        })?;
+    pub fn register_descriptor_set(&mut self, source_name: &str, encoded: &[u8]) -> Result<Vec<String>, ConfigTypeError> {
+        let known_files: BTreeSet<String> = self.pool.files().map(|file| file.name().to_owned()).collect();
+        self.pool
+            .decode_file_descriptor_set(encoded)
+            .map_err(|error| ConfigTypeError::InvalidDescriptorSet { source_name: source_name.to_owned(), reason: error.to_string() })?;
 
         let mut added = Vec::new();
         for file in self.pool.files().filter(|file| !known_files.contains(file.name())) {
@@ -124,26 +111,14 @@ impl ConfigTypes {
     /// Checks a config against its registered type and returns it with the canonical
     /// `type.googleapis.com/` prefix. The violation's field is relative to the config
     /// (`type_url` or `value`); the caller prefixes the request's path to the config.
-    pub fn validate(
-        &self,
-        type_url: &str,
-        value: &[u8],
-        max_bytes: usize,
-    ) -> Result<Config, FieldViolation> {
+    pub fn validate(&self, type_url: &str, value: &[u8], max_bytes: usize) -> Result<Config, FieldViolation> {
         if value.len() > max_bytes {
-            return Err(FieldViolation::new(
-                "value",
-                format!("config is {} bytes, more than the limit of {max_bytes} bytes", value.len()),
-            ));
+            return Err(FieldViolation::new("value", format!("config is {} bytes, more than the limit of {max_bytes} bytes", value.len())));
         }
 
         let descriptor = self.resolve(type_url)?;
-        let message = DynamicMessage::decode(descriptor.clone(), value).map_err(|error| {
-            FieldViolation::new(
-                "value",
-                format!("payload does not decode as {}: {error}", descriptor.full_name()),
-            )
-        })?;
+        let message = DynamicMessage::decode(descriptor.clone(), value)
+            .map_err(|error| FieldViolation::new("value", format!("payload does not decode as {}: {error}", descriptor.full_name())))?;
         if let Some(path) = first_unknown_field(&message, descriptor.full_name()) {
             return Err(FieldViolation::new(
                 "value",
@@ -168,26 +143,17 @@ impl ConfigTypes {
             ));
         }
 
-        Ok(Config {
-            type_url: format!("{TYPE_URL_PREFIX}{}", descriptor.full_name()),
-            value: value.to_vec(),
-        })
+        Ok(Config { type_url: format!("{TYPE_URL_PREFIX}{}", descriptor.full_name()), value: value.to_vec() })
     }
 
     /// Looks up the registered message named by a type URL.
     fn resolve(&self, type_url: &str) -> Result<MessageDescriptor, FieldViolation> {
         let shown = crate::domain::connector_text::shorten(type_url);
         let Some((prefix, name)) = type_url.rsplit_once('/') else {
-            return Err(FieldViolation::new(
-                "type_url",
-                format!("{shown} is malformed: expected {TYPE_URL_PREFIX}<message name>"),
-            ));
+            return Err(FieldViolation::new("type_url", format!("{shown} is malformed: expected {TYPE_URL_PREFIX}<message name>")));
         };
         if prefix.is_empty() || name.is_empty() {
-            return Err(FieldViolation::new(
-                "type_url",
-                format!("{shown} is malformed: expected {TYPE_URL_PREFIX}<message name>"),
-            ));
+            return Err(FieldViolation::new("type_url", format!("{shown} is malformed: expected {TYPE_URL_PREFIX}<message name>")));
         }
         let registered = self.registered.contains(name);
         match self.pool.get_message_by_name(name) {

@@ -43,11 +43,7 @@ impl CredentialService {
     }
 
     async fn live_connector(&self, key: &ConnectorKey) -> Result<Connector, Error> {
-        let connector = self
-            .store
-            .get_connector(key)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("{key} not found")))?;
+        let connector = self.store.get_connector(key).await?.ok_or_else(|| Error::NotFound(format!("{key} not found")))?;
         if connector.is_deleted() {
             return Err(Error::FailedPrecondition(format!("{key} is deleted")));
         }
@@ -75,8 +71,7 @@ impl CredentialService {
                 )));
             }
 
-            let secret = Secret::generate()
-                .map_err(|error| Error::Internal(format!("the OS random generator failed: {error}")))?;
+            let secret = Secret::generate().map_err(|error| Error::Internal(format!("the OS random generator failed: {error}")))?;
             let id = self.ids.next_id();
             let credential = Credential {
                 client_id: format!("{CLIENT_ID_PREFIX}{}", id.to_ascii_lowercase()),
@@ -199,9 +194,8 @@ impl CredentialService {
 
     /// Writes `last_used_at` in the background when the stored value is older than a minute.
     fn record_use(self: &Arc<Self>, credential: &Credential, now: DateTime<Utc>) {
-        let stale = credential
-            .last_used_at
-            .is_none_or(|last| now - last >= chrono::Duration::from_std(LAST_USED_RESOLUTION).unwrap_or_default());
+        let stale =
+            credential.last_used_at.is_none_or(|last| now - last >= chrono::Duration::from_std(LAST_USED_RESOLUTION).unwrap_or_default());
         if !stale {
             return;
         }

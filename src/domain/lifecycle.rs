@@ -12,8 +12,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
 use super::{
-    Connector, ConnectorKey, CronSchedule, Error, Schedule, SyncDisabled, SyncRun, SyncState,
-    SyncStatus, SyncTrigger, ids::IdGenerator,
+    Connector, ConnectorKey, CronSchedule, Error, Schedule, SyncDisabled, SyncRun, SyncState, SyncStatus, SyncTrigger, ids::IdGenerator,
 };
 use crate::store::{Batch, Store, StoreError, Versioned};
 
@@ -46,11 +45,7 @@ pub struct LifecycleOptions {
 
 impl Default for LifecycleOptions {
     fn default() -> Self {
-        Self {
-            sync_lease: Duration::from_secs(5 * 60),
-            max_claim_wait: Duration::from_secs(30),
-            timer_lease: Duration::from_secs(10),
-        }
+        Self { sync_lease: Duration::from_secs(5 * 60), max_claim_wait: Duration::from_secs(30), timer_lease: Duration::from_secs(10) }
     }
 }
 
@@ -121,14 +116,7 @@ impl SyncLifecycle {
     pub fn new(store: Arc<dyn Store>, options: LifecycleOptions) -> Self {
         let ids = IdGenerator::new();
         let timer_holder = ids.next_id();
-        Self {
-            store,
-            ids,
-            options,
-            pending_signal: Notify::new(),
-            stopping: tokio::sync::watch::Sender::new(false),
-            timer_holder,
-        }
+        Self { store, ids, options, pending_signal: Notify::new(), stopping: tokio::sync::watch::Sender::new(false), timer_holder }
     }
 
     /// Ends every waiting ClaimSync with no sync, now and for later calls, so that waiting
@@ -150,10 +138,7 @@ impl SyncLifecycle {
     }
 
     async fn connector(&self, key: &ConnectorKey) -> Result<Connector, Error> {
-        self.store
-            .get_connector(key)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("{key} not found")))
+        self.store.get_connector(key).await?.ok_or_else(|| Error::NotFound(format!("{key} not found")))
     }
 
     /// Reads a connector that may still change.
@@ -166,10 +151,7 @@ impl SyncLifecycle {
     }
 
     async fn sync(&self, key: &ConnectorKey, sync_id: &str) -> Result<SyncRun, Error> {
-        self.store
-            .get_sync(key, sync_id)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("sync {sync_id} of {key} not found")))
+        self.store.get_sync(key, sync_id).await?.ok_or_else(|| Error::NotFound(format!("sync {sync_id} of {key} not found")))
     }
 
     fn new_sync(&self, key: &ConnectorKey, trigger: SyncTrigger, now: DateTime<Utc>) -> SyncRun {
@@ -242,11 +224,8 @@ impl SyncLifecycle {
             paused.status.status = SyncStatus::Disabled;
             paused.status.updated_at = Some(now);
             paused.can_resume_sync = true;
-            paused.sync_disabled = Some(SyncDisabled {
-                at: now,
-                category: PAUSED_CATEGORY.to_owned(),
-                reason: reason.unwrap_or_default().to_owned(),
-            });
+            paused.sync_disabled =
+                Some(SyncDisabled { at: now, category: PAUSED_CATEGORY.to_owned(), reason: reason.unwrap_or_default().to_owned() });
             let mut batch = Batch::replace_connector(paused.clone(), connector.revision);
             if let Some(pending) = self.store.pending_sync(key).await? {
                 batch.syncs.push(cancelled(pending, "cancelled because the connector was paused", now));
@@ -284,11 +263,7 @@ impl SyncLifecycle {
     }
 
     /// Sets or (with `None`) removes the connector's cron schedule and returns its next runs.
-    pub async fn update_schedule(
-        &self,
-        key: &ConnectorKey,
-        schedule: Option<(&str, &str)>,
-    ) -> Result<Vec<DateTime<Utc>>, Error> {
+    pub async fn update_schedule(&self, key: &ConnectorKey, schedule: Option<(&str, &str)>) -> Result<Vec<DateTime<Utc>>, Error> {
         let parsed = match schedule {
             Some((cron_spec, timezone)) => Some(CronSchedule::parse(cron_spec, timezone).map_err(|error| {
                 let field = match error {
@@ -366,11 +341,7 @@ impl SyncLifecycle {
                 syncs.push(cancelled(pending, "replaced by the sync queued on confirm", now));
             }
             syncs.push(Versioned::new(sync.clone()));
-            let batch = Batch {
-                connector: Some(Versioned::replacing(connector.clone(), connector.revision)),
-                syncs,
-                ..Batch::default()
-            };
+            let batch = Batch { connector: Some(Versioned::replacing(connector.clone(), connector.revision)), syncs, ..Batch::default() };
             commit(self.store.as_ref(), &batch, sync).await
         })
         .await?;
@@ -505,10 +476,7 @@ impl SyncLifecycle {
         with_retries("Heartbeat", || async {
             let sync = self.sync(key, sync_id).await?;
             if sync.state != SyncState::Running {
-                return Err(Error::FailedPrecondition(format!(
-                    "sync {sync_id} is not running ({:?}); stop working on it",
-                    sync.state
-                )));
+                return Err(Error::FailedPrecondition(format!("sync {sync_id} is not running ({:?}); stop working on it", sync.state)));
             }
             let now = Utc::now();
             let mut extended = sync.clone();
@@ -549,11 +517,7 @@ impl SyncLifecycle {
                     finished.error = error.clone();
                     finished.data_drop = *data_drop;
                     // With the bad-sync check off, a data drop is accepted as it is.
-                    finished.state = if *data_drop && connector.disable_check_bad_sync {
-                        SyncState::Done
-                    } else {
-                        SyncState::Error
-                    };
+                    finished.state = if *data_drop && connector.disable_check_bad_sync { SyncState::Done } else { SyncState::Error };
                 }
             }
 
@@ -563,8 +527,7 @@ impl SyncLifecycle {
                 let status = if finished.state == SyncState::Done { SyncStatus::Done } else { SyncStatus::Error };
                 set_status(&mut updated, status, now);
                 updated.status.completed_at = Some(now);
-                updated.status.last_error =
-                    if finished.state == SyncState::Error { finished.error.clone() } else { String::new() };
+                updated.status.last_error = if finished.state == SyncState::Error { finished.error.clone() } else { String::new() };
                 batch.connector = Some(Versioned::replacing(updated, connector.revision));
             }
             commit(self.store.as_ref(), &batch, finished).await

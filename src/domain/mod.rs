@@ -14,13 +14,10 @@ pub mod secrets;
 pub mod sync_run;
 
 pub use config_types::{ConfigTypeError, ConfigTypes};
-pub use connector::{
-    Config, Connector, ConnectorKey, ConnectorPatch, ConnectorStatus, NewConnector, OAuthGrant,
-    SyncDisabled, SyncStatus,
-};
+pub use connector::{Config, Connector, ConnectorKey, ConnectorPatch, ConnectorStatus, NewConnector, OAuthGrant, SyncDisabled, SyncStatus};
 pub use credential::{Credential, Secret, SecretHash};
-pub use error::{Error, FieldViolation};
-pub use sync_run::{CronSchedule, Schedule, ScheduleError, SyncRun, SyncState, SyncTrigger};
 pub use credentials::{CredentialService, Rotated};
+pub use error::{Error, FieldViolation};
 pub use lifecycle::{LifecycleOptions, SyncLifecycle, SyncOutcome};
 pub use registry::{ConnectorPage, ConnectorRegistry, ListQuery};
+pub use sync_run::{CronSchedule, Schedule, ScheduleError, SyncRun, SyncState, SyncTrigger};

@@ -5,8 +5,7 @@ use std::sync::Arc;
 use chrono::Utc;
 
 use super::{
-    ConfigTypes, Connector, ConnectorKey, ConnectorPatch, ConnectorStatus, Error, NewConnector, ids::IdGenerator,
-    lifecycle::cancelled,
+    ConfigTypes, Connector, ConnectorKey, ConnectorPatch, ConnectorStatus, Error, NewConnector, ids::IdGenerator, lifecycle::cancelled,
 };
 use crate::store::{Batch, Inserted, Store, StoreError};
 
@@ -102,23 +101,13 @@ impl ConnectorRegistry {
 
     /// Returns a connector, deleted or not.
     pub async fn get(&self, key: &ConnectorKey) -> Result<Connector, Error> {
-        self.store
-            .get_connector(key)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("{key} not found")))
+        self.store.get_connector(key).await?.ok_or_else(|| Error::NotFound(format!("{key} not found")))
     }
 
     pub async fn list(&self, query: &ListQuery) -> Result<ConnectorPage, Error> {
         // One extra row tells whether another page follows without a second query.
-        let mut connectors = self
-            .store
-            .list_connectors(
-                &query.app_id,
-                query.after_id.as_deref(),
-                query.page_size + 1,
-                query.include_deleted,
-            )
-            .await?;
+        let mut connectors =
+            self.store.list_connectors(&query.app_id, query.after_id.as_deref(), query.page_size + 1, query.include_deleted).await?;
         let next_after_id = if connectors.len() > query.page_size {
             connectors.truncate(query.page_size);
             connectors.last().map(|last| last.id.clone())
@@ -129,12 +118,7 @@ impl ConnectorRegistry {
     }
 
     /// Applies a patch to a live connector.
-    pub async fn update(
-        &self,
-        key: &ConnectorKey,
-        patch: &ConnectorPatch,
-        expected_etag: ExpectedEtag<'_>,
-    ) -> Result<Connector, Error> {
+    pub async fn update(&self, key: &ConnectorKey, patch: &ConnectorPatch, expected_etag: ExpectedEtag<'_>) -> Result<Connector, Error> {
         self.modify(key, expected_etag, |connector| {
             let mut patch = patch.clone();
             if let Some(Some(config)) = &patch.config {
@@ -156,11 +140,7 @@ impl ConnectorRegistry {
 
     /// Soft-deletes a connector: it stays readable with `get` but leaves lists and accepts
     /// no more writes. Its pending sync is cancelled in the same write.
-    pub async fn delete(
-        &self,
-        key: &ConnectorKey,
-        expected_etag: ExpectedEtag<'_>,
-    ) -> Result<Connector, Error> {
+    pub async fn delete(&self, key: &ConnectorKey, expected_etag: ExpectedEtag<'_>) -> Result<Connector, Error> {
         for _ in 0..MAX_UPDATE_ATTEMPTS {
             let current = self.get(key).await?;
             if current.is_deleted() {
@@ -186,9 +166,7 @@ impl ConnectorRegistry {
                 Ok(()) => return Ok(deleted),
                 Err(StoreError::Conflict(_)) if expected_etag.is_none() => continue,
                 Err(StoreError::Conflict(_)) => {
-                    return Err(Error::Aborted(format!(
-                        "{key} was changed by another write; read it again and retry with the new etag"
-                    )));
+                    return Err(Error::Aborted(format!("{key} was changed by another write; read it again and retry with the new etag")));
                 }
                 Err(error) => return Err(error.into()),
             }
@@ -199,21 +177,14 @@ impl ConnectorRegistry {
     /// Reads a live connector, lets `change` edit it, and writes it back if nothing else
     /// wrote in between. Without an etag a lost race is retried; with one it is `Aborted`,
     /// because the client's view is stale.
-    pub async fn modify<F>(
-        &self,
-        key: &ConnectorKey,
-        expected_etag: ExpectedEtag<'_>,
-        change: F,
-    ) -> Result<Connector, Error>
+    pub async fn modify<F>(&self, key: &ConnectorKey, expected_etag: ExpectedEtag<'_>, change: F) -> Result<Connector, Error>
     where
         F: Fn(&mut Connector) -> Result<(), Error>,
     {
         for _ in 0..MAX_UPDATE_ATTEMPTS {
             let current = self.get(key).await?;
             if current.is_deleted() {
-                return Err(Error::FailedPrecondition(format!(
-                    "{key} is deleted and cannot be changed"
-                )));
+                return Err(Error::FailedPrecondition(format!("{key} is deleted and cannot be changed")));
             }
             if let Some(expected) = expected_etag
                 && !etag_matches(expected, &current)
@@ -230,16 +201,12 @@ impl ConnectorRegistry {
                 Ok(()) => return Ok(updated),
                 Err(StoreError::Conflict(_)) if expected_etag.is_none() => continue,
                 Err(StoreError::Conflict(_)) => {
-                    return Err(Error::Aborted(format!(
-                        "{key} was changed by another write; read it again and retry with the new etag"
-                    )));
+                    return Err(Error::Aborted(format!("{key} was changed by another write; read it again and retry with the new etag")));
                 }
                 Err(error) => return Err(error.into()),
             }
         }
-        Err(Error::Aborted(format!(
-            "{key} is being changed by many writers at once; retry later"
-        )))
+        Err(Error::Aborted(format!("{key} is being changed by many writers at once; retry later")))
     }
 }
 
@@ -269,15 +236,12 @@ impl From<StoreError> for Error {
                 // The detail may name server paths, so it goes to the log only.
                 tracing::warn!(%detail, "write rejected: the disk is full");
                 Error::ResourceExhausted(
-                    "the server's disk is full, so the write was not saved; retry once an operator has freed space"
-                        .to_owned(),
+                    "the server's disk is full, so the write was not saved; retry once an operator has freed space".to_owned(),
                 )
             }
             StoreError::Closed => Error::Unavailable("the server is shutting down".to_owned()),
             error @ (StoreError::Flush(_) | StoreError::Unavailable(_)) => Error::Unavailable(error.to_string()),
-            error @ (StoreError::Corrupt { .. } | StoreError::Backend(_)) => {
-                Error::Internal(error.to_string())
-            }
+            error @ (StoreError::Corrupt { .. } | StoreError::Backend(_)) => Error::Internal(error.to_string()),
         }
     }
 }

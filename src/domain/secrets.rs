@@ -14,8 +14,7 @@ use super::{Config, ConfigTypes, FieldViolation};
 /// Placeholder that responses show in place of a secret value.
 pub const SECRET_MASK: &str = "********";
 /// Struct keys treated as secrets when the operator configures none.
-pub const DEFAULT_SECRET_STRUCT_KEYS: &[&str] =
-    &["password", "secret", "token", "api_key", "client_secret", "private_key"];
+pub const DEFAULT_SECRET_STRUCT_KEYS: &[&str] = &["password", "secret", "token", "api_key", "client_secret", "private_key"];
 /// Full name of the field option that marks secret fields.
 pub const SECRET_OPTION: &str = "connectord.v1.secret";
 
@@ -41,9 +40,7 @@ fn walk(types: &ConfigTypes, message: &mut DynamicMessage, path: &str, visit: &m
     let fields: Vec<_> = descriptor.fields().filter(|field| message.has_field(field)).collect();
     for field in fields {
         let field_path = join(path, field.name());
-        let secret = types.is_secret_field(field.full_name())
-            && matches!(field.kind(), Kind::String | Kind::Bytes)
-            && !field.is_map();
+        let secret = types.is_secret_field(field.full_name()) && matches!(field.kind(), Kind::String | Kind::Bytes) && !field.is_map();
         match message.get_field_mut(&field) {
             Value::List(items) if secret => {
                 for (index, item) in items.iter_mut().enumerate() {
@@ -141,10 +138,11 @@ fn is_mask(value: &Value) -> bool {
     match value {
         Value::String(text) => text == SECRET_MASK,
         Value::Bytes(bytes) => bytes.as_ref() == SECRET_MASK.as_bytes(),
-        Value::Message(message) if message.descriptor().full_name() == STRUCT_VALUE => message
-            .descriptor()
-            .get_field_by_name("string_value")
-            .is_some_and(|field| message.has_field(&field) && matches!(&*message.get_field(&field), Value::String(text) if text == SECRET_MASK)),
+        Value::Message(message) if message.descriptor().full_name() == STRUCT_VALUE => {
+            message.descriptor().get_field_by_name("string_value").is_some_and(|field| {
+                message.has_field(&field) && matches!(&*message.get_field(&field), Value::String(text) if text == SECRET_MASK)
+            })
+        }
         _ => false,
     }
 }
@@ -211,7 +209,9 @@ impl ConfigTypes {
             return Ok(incoming.clone());
         };
         let mut stored_values: HashMap<String, Value> = HashMap::new();
-        if let Some(mut stored_message) = stored.filter(|stored| stored.type_url == incoming.type_url).and_then(|stored| self.decode_config(stored)) {
+        if let Some(mut stored_message) =
+            stored.filter(|stored| stored.type_url == incoming.type_url).and_then(|stored| self.decode_config(stored))
+        {
             walk(self, &mut stored_message, "", &mut |path, value| {
                 stored_values.insert(path, value.clone());
             });

@@ -91,8 +91,8 @@ impl CronSchedule {
                 "{shown} has {fields} fields; expected 5 (minute hour day-of-month month day-of-week) or 6 (seconds first)"
             )));
         }
-        let cron = Cron::from_str(cron_spec)
-            .map_err(|error| ScheduleError::CronSpec(format!("{shown} is not a valid cron spec: {error}")))?;
+        let cron =
+            Cron::from_str(cron_spec).map_err(|error| ScheduleError::CronSpec(format!("{shown} is not a valid cron spec: {error}")))?;
         let timezone = if timezone.is_empty() {
             Tz::UTC
         } else {
@@ -109,10 +109,7 @@ impl CronSchedule {
     /// Returns the first run strictly after `after`, in UTC.
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let local = after.with_timezone(&self.timezone);
-        self.cron
-            .find_next_occurrence(&local, false)
-            .ok()
-            .map(|next| next.with_timezone(&Utc))
+        self.cron.find_next_occurrence(&local, false).ok().map(|next| next.with_timezone(&Utc))
     }
 
     /// Returns up to `count` runs after `after`, in UTC.

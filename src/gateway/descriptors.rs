@@ -57,12 +57,8 @@ mod tests {
         assert!(pool.get_message_by_name("google.rpc.Status").is_some());
 
         let http = pool.get_extension_by_name("google.api.http").unwrap();
-        let create = pool
-            .get_service_by_name("connectord.v1.ConnectorService")
-            .unwrap()
-            .methods()
-            .find(|method| method.name() == "Create")
-            .unwrap();
+        let create =
+            pool.get_service_by_name("connectord.v1.ConnectorService").unwrap().methods().find(|method| method.name() == "Create").unwrap();
         let rule = create.options().get_extension(&http).into_owned();
         let Value::Message(rule) = rule else { panic!("google.api.http is not a message") };
         assert_eq!(rule.get_field_by_name("post").unwrap().as_str(), Some("/api/v1/apps/{app_id}/connectors/create"));

@@ -34,22 +34,13 @@ pub fn http_status(code: Code) -> StatusCode {
 /// proto3 JSON `Any` values with `@type`; a detail whose type the pool lacks is dropped
 /// with a warning.
 pub fn rpc_status_response(pool: &DescriptorPool, status: &RpcStatus) -> Response<Body> {
-    let details = if status.details.is_empty() {
-        Vec::new()
-    } else {
-        render_details(pool, &status.details)
-    };
+    let details = if status.details.is_empty() { Vec::new() } else { render_details(pool, &status.details) };
     error_response(http_status(status.code), status.code, &status.message, details)
 }
 
 /// Builds a JSON `google.rpc.Status` response. Unlike message responses, all three fields
 /// are always present, so clients can read them without defaults.
-pub fn error_response(
-    http_status: StatusCode,
-    code: Code,
-    message: &str,
-    details: Vec<serde_json::Value>,
-) -> Response<Body> {
+pub fn error_response(http_status: StatusCode, code: Code, message: &str, details: Vec<serde_json::Value>) -> Response<Body> {
     let body = json!({ "code": code as i32, "message": message, "details": details });
     json_response(http_status, &body)
 }

@@ -61,12 +61,7 @@ pub enum CallError {
 /// become metadata, except the ones that describe the HTTP exchange and any `grpc-*` header
 /// other than `grpc-timeout`. The extensions (such as the peer address that tonic records)
 /// are kept, so handlers see a REST call as they see a gRPC call.
-pub fn grpc_request(
-    grpc_path: &str,
-    message: Vec<u8>,
-    rest_headers: &HeaderMap,
-    extensions: http::Extensions,
-) -> Request<Body> {
+pub fn grpc_request(grpc_path: &str, message: Vec<u8>, rest_headers: &HeaderMap, extensions: http::Extensions) -> Request<Body> {
     let mut frame = Vec::with_capacity(FRAME_HEADER_BYTES + message.len());
     frame.push(0);
     frame.extend_from_slice(&u32::try_from(message.len()).unwrap_or(u32::MAX).to_be_bytes());
@@ -143,18 +138,15 @@ fn status_from(headers: &HeaderMap) -> Result<Option<RpcStatus>, CallError> {
         .and_then(|code| code.parse::<i32>().ok())
         .map(Code::from_i32)
         .ok_or_else(|| CallError::Malformed(format!("grpc-status {code:?} is not a number")))?;
-    let message = headers
-        .get("grpc-message")
-        .map(|message| percent_decode(message.as_bytes()).decode_utf8_lossy().into_owned())
-        .unwrap_or_default();
+    let message =
+        headers.get("grpc-message").map(|message| percent_decode(message.as_bytes()).decode_utf8_lossy().into_owned()).unwrap_or_default();
     let details = match headers.get("grpc-status-details-bin") {
-        Some(encoded) => base64::engine::general_purpose::STANDARD_PAD_INDIFFERENT
-            .decode(encoded.as_bytes())
-            .map(Bytes::from)
-            .unwrap_or_else(|error| {
+        Some(encoded) => {
+            base64::engine::general_purpose::STANDARD_PAD_INDIFFERENT.decode(encoded.as_bytes()).map(Bytes::from).unwrap_or_else(|error| {
                 tracing::warn!(%error, "grpc-status-details-bin is not valid base64; details dropped");
                 Bytes::new()
-            }),
+            })
+        }
         None => Bytes::new(),
     };
     Ok(Some(RpcStatus { code, message, details }))

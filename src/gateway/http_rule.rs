@@ -57,9 +57,7 @@ pub fn bindings(pool: &DescriptorPool, service_names: &[&str]) -> Result<Vec<Bin
 
     let mut bindings = Vec::new();
     for service_name in service_names {
-        let service = pool
-            .get_service_by_name(service_name)
-            .ok_or_else(|| BindingError::UnknownService((*service_name).to_owned()))?;
+        let service = pool.get_service_by_name(service_name).ok_or_else(|| BindingError::UnknownService((*service_name).to_owned()))?;
         for rpc in service.methods() {
             let options = rpc.options();
             if !options.has_extension(&extension) {
@@ -78,16 +76,10 @@ pub fn bindings(pool: &DescriptorPool, service_names: &[&str]) -> Result<Vec<Bin
 }
 
 /// Adds the binding of one rule and, at the top level, of its additional bindings.
-fn push_rule(
-    rpc: &MethodDescriptor,
-    rule: &DynamicMessage,
-    top_level: bool,
-    bindings: &mut Vec<Binding>,
-) -> Result<(), BindingError> {
+fn push_rule(rpc: &MethodDescriptor, rule: &DynamicMessage, top_level: bool, bindings: &mut Vec<Binding>) -> Result<(), BindingError> {
     let invalid = |reason: String| BindingError::Invalid { rpc: rpc.full_name().to_owned(), reason };
     let (method, path) = pattern(rule).ok_or_else(|| invalid("it sets no HTTP method and path".to_owned()))?;
-    let template = PathTemplate::parse(&path)
-        .map_err(|source| BindingError::Template { rpc: rpc.full_name().to_owned(), source })?;
+    let template = PathTemplate::parse(&path).map_err(|source| BindingError::Template { rpc: rpc.full_name().to_owned(), source })?;
 
     let input = rpc.input();
     for field_path in template.variable_paths() {
@@ -97,16 +89,16 @@ fn push_rule(
         "" => BodySelector::None,
         "*" => BodySelector::Whole,
         name => BodySelector::Field(
-            input
-                .get_field_by_name(name)
-                .ok_or_else(|| invalid(format!("body field {name:?} is not a field of {}", input.full_name())))?,
+            input.get_field_by_name(name).ok_or_else(|| invalid(format!("body field {name:?} is not a field of {}", input.full_name())))?,
         ),
     };
     let response_body = match string_field(rule, "response_body").as_str() {
         "" => None,
-        name => Some(rpc.output().get_field_by_name(name).ok_or_else(|| {
-            invalid(format!("response_body {name:?} is not a field of {}", rpc.output().full_name()))
-        })?),
+        name => Some(
+            rpc.output()
+                .get_field_by_name(name)
+                .ok_or_else(|| invalid(format!("response_body {name:?} is not a field of {}", rpc.output().full_name())))?,
+        ),
     };
     bindings.push(Binding { method, template, body, response_body, rpc: rpc.clone() });
 
@@ -127,13 +119,7 @@ fn push_rule(
 
 /// Returns the HTTP method and path template of a rule's `pattern` oneof.
 fn pattern(rule: &DynamicMessage) -> Option<(Method, String)> {
-    let simple = [
-        ("get", Method::GET),
-        ("put", Method::PUT),
-        ("post", Method::POST),
-        ("delete", Method::DELETE),
-        ("patch", Method::PATCH),
-    ];
+    let simple = [("get", Method::GET), ("put", Method::PUT), ("post", Method::POST), ("delete", Method::DELETE), ("patch", Method::PATCH)];
     for (field, method) in simple {
         let path = string_field(rule, field);
         if !path.is_empty() {
@@ -150,10 +136,7 @@ fn pattern(rule: &DynamicMessage) -> Option<(Method, String)> {
 }
 
 fn string_field(message: &DynamicMessage, name: &str) -> String {
-    message
-        .get_field_by_name(name)
-        .and_then(|value| value.as_str().map(str::to_owned))
-        .unwrap_or_default()
+    message.get_field_by_name(name).and_then(|value| value.as_str().map(str::to_owned)).unwrap_or_default()
 }
 
 /// Checks that a path variable names a chain of singular message fields that ends in a
@@ -195,18 +178,9 @@ mod tests {
     #[test]
     fn every_annotated_rpc_gets_a_binding() {
         let bindings = connector_bindings();
-        let rotate: Vec<&str> = bindings
-            .iter()
-            .filter(|binding| binding.rpc.name() == "RotateCredential")
-            .map(|binding| binding.template.as_str())
-            .collect();
-        assert_eq!(
-            rotate,
-            [
-                "/api/v1/apps/connectors/credentials",
-                "/api/v1/apps/{app_id}/connectors/{connector_id}/credentials"
-            ]
-        );
+        let rotate: Vec<&str> =
+            bindings.iter().filter(|binding| binding.rpc.name() == "RotateCredential").map(|binding| binding.template.as_str()).collect();
+        assert_eq!(rotate, ["/api/v1/apps/connectors/credentials", "/api/v1/apps/{app_id}/connectors/{connector_id}/credentials"]);
         assert_eq!(bindings.len(), 21, "20 RPCs plus one additional binding");
     }
 

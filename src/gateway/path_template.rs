@@ -70,12 +70,8 @@ impl PathTemplate {
             return Err(error("the verb after ':' is empty"));
         }
 
-        let mut template = PathTemplate {
-            text: text.to_owned(),
-            segments: Vec::new(),
-            variables: Vec::new(),
-            verb: verb.map(str::to_owned),
-        };
+        let mut template =
+            PathTemplate { text: text.to_owned(), segments: Vec::new(), variables: Vec::new(), verb: verb.map(str::to_owned) };
         for part in split_top_level(path) {
             template.push_part(part).map_err(|reason| error(&reason))?;
         }
@@ -296,10 +292,7 @@ mod tests {
     #[test]
     fn simple_variables_match_one_segment() {
         let template = PathTemplate::parse("/api/v1/apps/{app_id}/connectors/{id}").unwrap();
-        assert_eq!(
-            template.matches("/api/v1/apps/a1/connectors/c%201"),
-            Some(vec![capture("app_id", "a1"), capture("id", "c 1")])
-        );
+        assert_eq!(template.matches("/api/v1/apps/a1/connectors/c%201"), Some(vec![capture("app_id", "a1"), capture("id", "c 1")]));
         assert_eq!(template.matches("/api/v1/apps/a1/connectors"), None);
         assert_eq!(template.matches("/api/v1/apps/a1/connectors/c1/x"), None);
         assert_eq!(template.matches("/api/v1/apps//connectors/c1"), None);
@@ -319,10 +312,7 @@ mod tests {
     #[test]
     fn multi_segment_variables_keep_encoded_slashes() {
         let template = PathTemplate::parse("/v1/{name=shelves/*/books/**}").unwrap();
-        assert_eq!(
-            template.matches("/v1/shelves/s1/books/a/b%2Fc"),
-            Some(vec![capture("name", "shelves/s1/books/a/b%2Fc")])
-        );
+        assert_eq!(template.matches("/v1/shelves/s1/books/a/b%2Fc"), Some(vec![capture("name", "shelves/s1/books/a/b%2Fc")]));
         assert_eq!(template.matches("/v1/shelves/s1/authors/a"), None);
     }
 

@@ -33,12 +33,7 @@ pub enum RequestError {
 }
 
 /// Decodes the request message of `binding` from the parts of a REST request.
-pub fn decode(
-    binding: &Binding,
-    captures: Vec<Capture>,
-    query: Option<&str>,
-    body: &[u8],
-) -> Result<DecodedRequest, RequestError> {
+pub fn decode(binding: &Binding, captures: Vec<Capture>, query: Option<&str>, body: &[u8]) -> Result<DecodedRequest, RequestError> {
     let input = binding.rpc.input();
     let mut ignored = Vec::new();
     let mut message = match &binding.body {
@@ -55,10 +50,8 @@ pub fn decode(
     for capture in captures {
         let fields = resolve(&input, capture.field_path.iter().map(String::as_str))
             .expect("path variables are checked against the request type when routes are built");
-        set_value(&mut message, &fields, &capture.value).map_err(|description| RequestError::InvalidField {
-            field: capture.field_path.join("."),
-            description,
-        })?;
+        set_value(&mut message, &fields, &capture.value)
+            .map_err(|description| RequestError::InvalidField { field: capture.field_path.join("."), description })?;
     }
     Ok(DecodedRequest { message, ignored })
 }
@@ -81,9 +74,8 @@ fn decode_body(
     ignored.extend(json::prepare_message(input, &mut value));
 
     let options = DeserializeOptions::new().deny_unknown_fields(false);
-    DynamicMessage::deserialize_with_options(input.clone(), value, &options).map_err(|error| {
-        RequestError::InvalidBody { message_type: input.full_name().to_owned(), reason: error.to_string() }
-    })
+    DynamicMessage::deserialize_with_options(input.clone(), value, &options)
+        .map_err(|error| RequestError::InvalidBody { message_type: input.full_name().to_owned(), reason: error.to_string() })
 }
 
 /// Sets the fields named by query parameters (`page_size=5` or `pageSize=5`, and dotted
@@ -137,9 +129,7 @@ fn is_bound_elsewhere(fields: &[FieldDescriptor], binding: &Binding, captures: &
     {
         return true;
     }
-    captures.iter().any(|capture| {
-        capture.field_path.iter().zip(fields).all(|(name, field)| name == field.name())
-    })
+    captures.iter().any(|capture| capture.field_path.iter().zip(fields).all(|(name, field)| name == field.name()))
 }
 
 /// Sets the field at the end of `fields`, creating the messages on the way. A repeated
@@ -218,10 +208,7 @@ fn parse_message(field: &FieldDescriptor, message_type: &MessageDescriptor, text
         "google.protobuf.FieldMask" => json::normalize_field_mask(&mut json_value),
         "google.protobuf.Timestamp" | "google.protobuf.Duration" => {}
         _ => {
-            return Err(format!(
-                "is a message; set its fields one by one, such as {}.<field>",
-                field.name()
-            ));
+            return Err(format!("is a message; set its fields one by one, such as {}.<field>", field.name()));
         }
     }
     DynamicMessage::deserialize(message_type.clone(), json_value)
@@ -239,7 +226,10 @@ mod tests {
 
     use super::*;
     use crate::{
-        gateway::{http_rule::bindings, router::{RouteMatch, Router}},
+        gateway::{
+            http_rule::bindings,
+            router::{RouteMatch, Router},
+        },
         pb,
     };
 

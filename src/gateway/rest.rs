@@ -71,8 +71,7 @@ impl RestGateway {
         if !decoded.ignored.is_empty() {
             tracing::debug!(rpc = binding.rpc.full_name(), ignored = ?decoded.ignored, "unknown REST request fields ignored");
         }
-        let grpc_request =
-            grpc_call::grpc_request(&binding.grpc_path(), decoded.message.encode_to_vec(), &parts.headers, parts.extensions);
+        let grpc_request = grpc_call::grpc_request(&binding.grpc_path(), decoded.message.encode_to_vec(), &parts.headers, parts.extensions);
 
         match grpc_call::call_unary(service, grpc_request).await {
             Ok(UnaryOutcome::Message(message)) => self.message_response(binding, message),
@@ -145,10 +144,8 @@ fn write_integral_floats_as_integers(value: &mut serde_json::Value) {
 
 /// Reads the whole body, rejecting one longer than `max_bytes` with 413.
 async fn read_body(body: Body, headers: &HeaderMap, max_bytes: usize) -> Result<Bytes, Response<Body>> {
-    let declared_length = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|length| length.to_str().ok())
-        .and_then(|length| length.parse::<u64>().ok());
+    let declared_length =
+        headers.get(header::CONTENT_LENGTH).and_then(|length| length.to_str().ok()).and_then(|length| length.parse::<u64>().ok());
     if declared_length.is_some_and(|length| length > max_bytes as u64) {
         return Err(body_too_large(max_bytes));
     }
@@ -186,12 +183,7 @@ fn body_too_large(max_bytes: usize) -> Response<Body> {
 
 fn not_found(method: &Method, path: &str) -> Response<Body> {
     tracing::debug!(%method, path, "no REST route");
-    error_response(
-        StatusCode::NOT_FOUND,
-        Code::NotFound,
-        &format!("no REST route for {method} {}", quoted_path(path)),
-        Vec::new(),
-    )
+    error_response(StatusCode::NOT_FOUND, Code::NotFound, &format!("no REST route for {method} {}", quoted_path(path)), Vec::new())
 }
 
 fn method_not_allowed(method: &Method, path: &str, allowed: &[Method]) -> Response<Body> {
@@ -199,11 +191,7 @@ fn method_not_allowed(method: &Method, path: &str, allowed: &[Method]) -> Respon
     let mut response = error_response(
         StatusCode::METHOD_NOT_ALLOWED,
         Code::Unimplemented,
-        &format!(
-            "{method} is not allowed on {}; use {}",
-            quoted_path(path),
-            allowed.join(" or ")
-        ),
+        &format!("{method} is not allowed on {}; use {}", quoted_path(path), allowed.join(" or ")),
         Vec::new(),
     );
     if let Ok(value) = HeaderValue::from_str(&allowed.join(", ")) {
@@ -222,12 +210,7 @@ fn quoted_path(path: &str) -> String {
 }
 
 fn internal_error() -> Response<Body> {
-    error_response(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        Code::Internal,
-        "internal error; the server log has the details",
-        Vec::new(),
-    )
+    error_response(StatusCode::INTERNAL_SERVER_ERROR, Code::Internal, "internal error; the server log has the details", Vec::new())
 }
 
 #[cfg(test)]
@@ -307,11 +290,7 @@ mod tests {
 
             assert_eq!(response.status(), super::super::http_status(code), "{code:?}");
             assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
-            assert_eq!(
-                body_json(response).await,
-                json!({"code": code as i32, "message": "stub failure", "details": []}),
-                "{code:?}"
-            );
+            assert_eq!(body_json(response).await, json!({"code": code as i32, "message": "stub failure", "details": []}), "{code:?}");
         }
     }
 
@@ -331,9 +310,8 @@ mod tests {
             let reply = ok_reply.clone();
             async move { Ok::<_, Infallible>(with_trailers(&reply, Code::Ok)) }
         });
-        let denied = tower::service_fn(move |_: Request<Body>| async move {
-            Ok::<_, Infallible>(with_trailers(&[], Code::PermissionDenied))
-        });
+        let denied =
+            tower::service_fn(move |_: Request<Body>| async move { Ok::<_, Infallible>(with_trailers(&[], Code::PermissionDenied)) });
 
         let success = gateway.handle(get_request(Body::empty()), ok).await;
         let failure = gateway.handle(get_request(Body::empty()), denied).await;

@@ -2,10 +2,7 @@
 
 use http::Method;
 
-use super::{
-    http_rule::Binding,
-    path_template::Capture,
-};
+use super::{http_rule::Binding, path_template::Capture};
 
 /// Every binding of the served RPCs, most specific template first.
 #[derive(Debug)]

@@ -3,9 +3,7 @@
 
 use std::sync::Arc;
 
-use super::{
-    PostgresStore, PostgresStoreOptions, SledStore, SledStoreOptions, Store, postgres, sled_store,
-};
+use super::{PostgresStore, PostgresStoreOptions, SledStore, SledStoreOptions, Store, postgres, sled_store};
 
 /// Location of the store's data.
 #[derive(Debug, Clone)]

@@ -66,11 +66,7 @@ pub enum Inserted {
 pub trait Store: Send + Sync + 'static {
     /// Stores a new connector. With a request id, atomically records it for the app, or
     /// returns the connector that an earlier insert with the same id created.
-    async fn insert_connector(
-        &self,
-        connector: &Connector,
-        request_id: Option<&str>,
-    ) -> Result<Inserted, StoreError>;
+    async fn insert_connector(&self, connector: &Connector, request_id: Option<&str>) -> Result<Inserted, StoreError>;
 
     async fn get_connector(&self, key: &ConnectorKey) -> Result<Option<Connector>, StoreError>;
 
@@ -107,11 +103,7 @@ pub trait Store: Send + Sync + 'static {
     async fn pending_sync(&self, key: &ConnectorKey) -> Result<Option<SyncRun>, StoreError>;
 
     /// Returns the sync that a ForceSync with this request id queued.
-    async fn find_sync_by_request_id(
-        &self,
-        key: &ConnectorKey,
-        request_id: &str,
-    ) -> Result<Option<SyncRun>, StoreError>;
+    async fn find_sync_by_request_id(&self, key: &ConnectorKey, request_id: &str) -> Result<Option<SyncRun>, StoreError>;
 
     /// Returns up to `limit` running syncs whose lease ended at or before `now`, oldest first.
     async fn expired_leases(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<SyncRun>, StoreError>;
@@ -119,20 +111,11 @@ pub trait Store: Send + Sync + 'static {
     /// Returns up to `limit` connectors whose next scheduled run is at or before `now`.
     async fn due_schedules(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<ConnectorKey>, StoreError>;
 
-    async fn get_credential(
-        &self,
-        key: &ConnectorKey,
-        credential_id: &str,
-    ) -> Result<Option<Credential>, StoreError>;
+    async fn get_credential(&self, key: &ConnectorKey, credential_id: &str) -> Result<Option<Credential>, StoreError>;
 
     /// Returns up to `limit` credentials of a connector, newest first, starting before
     /// `before_id`; revoked and expired ones included.
-    async fn list_credentials(
-        &self,
-        key: &ConnectorKey,
-        before_id: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<Credential>, StoreError>;
+    async fn list_credentials(&self, key: &ConnectorKey, before_id: Option<&str>, limit: usize) -> Result<Vec<Credential>, StoreError>;
 
     async fn find_credential(&self, client_id: &str) -> Result<Option<Credential>, StoreError>;
 

@@ -5,8 +5,8 @@ use chrono::{DateTime, Utc};
 
 use super::StoreError;
 use crate::domain::{
-    Config, Connector, ConnectorStatus, Credential, OAuthGrant, Schedule, SecretHash, SyncDisabled,
-    SyncRun, SyncState, SyncStatus, SyncTrigger,
+    Config, Connector, ConnectorStatus, Credential, OAuthGrant, Schedule, SecretHash, SyncDisabled, SyncRun, SyncState, SyncStatus,
+    SyncTrigger,
 };
 
 /// Version of the record layout below; readers reject any other value.
@@ -198,14 +198,9 @@ fn encode_versioned(revision: u64, record: &impl prost::Message) -> Vec<u8> {
     bytes
 }
 
-fn decode_versioned<M: prost::Message + Default>(
-    key: &[u8],
-    bytes: &[u8],
-    kind: &str,
-) -> Result<(u64, M), StoreError> {
+fn decode_versioned<M: prost::Message + Default>(key: &[u8], bytes: &[u8], kind: &str) -> Result<(u64, M), StoreError> {
     let revision = stored_revision(key, bytes)?;
-    let record = M::decode(&bytes[HEADER_LEN..])
-        .map_err(|error| corrupt(key, format!("undecodable {kind} record: {error}")))?;
+    let record = M::decode(&bytes[HEADER_LEN..]).map_err(|error| corrupt(key, format!("undecodable {kind} record: {error}")))?;
     Ok((revision, record))
 }
 
@@ -247,23 +242,17 @@ pub(super) fn stored_revision(key: &[u8], bytes: &[u8]) -> Result<u64, StoreErro
 }
 
 pub(super) fn encode_request_id(connector_id: &str, recorded_at: DateTime<Utc>) -> Vec<u8> {
-    let record = RequestIdRecord {
-        connector_id: connector_id.to_owned(),
-        recorded_at_nanos: to_nanos(recorded_at),
-    };
+    let record = RequestIdRecord { connector_id: connector_id.to_owned(), recorded_at_nanos: to_nanos(recorded_at) };
     let mut bytes = vec![FORMAT_VERSION];
     prost::Message::encode(&record, &mut bytes).expect("a Vec grows to fit any message");
     bytes
 }
 
 /// Returns the connector id and the time a request id was recorded.
-pub(super) fn decode_request_id(
-    key: &[u8],
-    bytes: &[u8],
-) -> Result<(String, DateTime<Utc>), StoreError> {
+pub(super) fn decode_request_id(key: &[u8], bytes: &[u8]) -> Result<(String, DateTime<Utc>), StoreError> {
     check_version(key, bytes)?;
-    let record: RequestIdRecord = prost::Message::decode(&bytes[1..])
-        .map_err(|error| corrupt(key, format!("undecodable request-id record: {error}")))?;
+    let record: RequestIdRecord =
+        prost::Message::decode(&bytes[1..]).map_err(|error| corrupt(key, format!("undecodable request-id record: {error}")))?;
     Ok((record.connector_id, from_nanos(record.recorded_at_nanos)))
 }
 
@@ -321,10 +310,7 @@ impl From<&Connector> for ConnectorRecord {
             display_name: connector.display_name.clone(),
             description: connector.description.clone(),
             user_ids: connector.user_ids.clone(),
-            config: connector.config.as_ref().map(|config| ConfigRecord {
-                type_url: config.type_url.clone(),
-                value: config.value.clone(),
-            }),
+            config: connector.config.as_ref().map(|config| ConfigRecord { type_url: config.type_url.clone(), value: config.value.clone() }),
             status: Some(StatusRecord {
                 status: status_code(status.status),
                 last_error: status.last_error.clone(),
@@ -332,17 +318,15 @@ impl From<&Connector> for ConnectorRecord {
                 completed_at_nanos: status.completed_at.map(to_nanos),
                 updated_at_nanos: status.updated_at.map(to_nanos),
             }),
-            oauth_authorized_as: connector.oauth_authorized_as.as_ref().map(|grant| OAuthRecord {
-                auth_email: grant.auth_email.clone(),
-                authorized_at_nanos: grant.authorized_at.map(to_nanos),
-            }),
+            oauth_authorized_as: connector
+                .oauth_authorized_as
+                .as_ref()
+                .map(|grant| OAuthRecord { auth_email: grant.auth_email.clone(), authorized_at_nanos: grant.authorized_at.map(to_nanos) }),
             download_url: connector.download_url.clone(),
             created_at_nanos: to_nanos(connector.created_at),
             updated_at_nanos: to_nanos(connector.updated_at),
             deleted_at_nanos: connector.deleted_at.map(to_nanos),
-            sync_config: connector.sync_resource_type_ids.as_ref().map(|ids| SyncConfigRecord {
-                sync_resource_type_ids: ids.clone(),
-            }),
+            sync_config: connector.sync_resource_type_ids.as_ref().map(|ids| SyncConfigRecord { sync_resource_type_ids: ids.clone() }),
             profile_allow_list: connector.profile_allow_list.clone(),
             profile_ignore_list: connector.profile_ignore_list.clone(),
             disable_check_bad_sync: connector.disable_check_bad_sync,
@@ -381,10 +365,9 @@ impl ConnectorRecord {
                 completed_at: status.completed_at_nanos.map(from_nanos),
                 updated_at: status.updated_at_nanos.map(from_nanos),
             },
-            oauth_authorized_as: self.oauth_authorized_as.map(|grant| OAuthGrant {
-                auth_email: grant.auth_email,
-                authorized_at: grant.authorized_at_nanos.map(from_nanos),
-            }),
+            oauth_authorized_as: self
+                .oauth_authorized_as
+                .map(|grant| OAuthGrant { auth_email: grant.auth_email, authorized_at: grant.authorized_at_nanos.map(from_nanos) }),
             download_url: self.download_url,
             created_at: from_nanos(self.created_at_nanos),
             updated_at: from_nanos(self.updated_at_nanos),
@@ -564,12 +547,7 @@ mod tests {
             disable_check_bad_sync: true,
             can_resume_sync: true,
             sync_disabled: Some(SyncDisabled { at: now, category: "paused".into(), reason: "r".into() }),
-            schedule: Some(Schedule {
-                cron_spec: "0 * * * *".into(),
-                timezone: "UTC".into(),
-                next_run_at: Some(now),
-                last_run_at: None,
-            }),
+            schedule: Some(Schedule { cron_spec: "0 * * * *".into(), timezone: "UTC".into(), next_run_at: Some(now), last_run_at: None }),
             secret_salt: vec![9; 16],
             revision: 7,
         }

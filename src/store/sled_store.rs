@@ -35,8 +35,7 @@ use super::{
     disk_space::{DiskSpaceReserve, is_no_space},
     group_commit::GroupCommit,
     record::{
-        decode_connector, decode_credential, decode_request_id, decode_sync, encode_connector, encode_request_id,
-        stored_revision, to_nanos,
+        decode_connector, decode_credential, decode_request_id, decode_sync, encode_connector, encode_request_id, stored_revision, to_nanos,
     },
 };
 use crate::domain::{Connector, ConnectorKey, Credential, SyncRun, SyncState};
@@ -127,9 +126,7 @@ impl SledStore {
             .open()
             .map_err(|error| open_error(describe_open_error(&error)))?;
         check_format_marker(&db, existed).map_err(open_error)?;
-        let open_tree = |name: &str| {
-            db.open_tree(name).map_err(|error| open_error(format!("cannot open tree {name}: {error}")))
-        };
+        let open_tree = |name: &str| db.open_tree(name).map_err(|error| open_error(format!("cannot open tree {name}: {error}")));
         let trees = Trees {
             connectors: open_tree("connectors")?,
             live_connectors: open_tree("live_connectors")?,
@@ -157,8 +154,8 @@ impl SledStore {
         let flush_db = db.clone();
         let commit = GroupCommit::start(Arc::new(move || flush_durably(&flush_db, &data_file)));
         let (finished, finished_segments) = mpsc::unbounded_channel();
-        let writer = Writer::start(trees.clone(), wal, finished)
-            .map_err(|error| open_error(format!("cannot start the writer thread: {error}")))?;
+        let writer =
+            Writer::start(trees.clone(), wal, finished).map_err(|error| open_error(format!("cannot start the writer thread: {error}")))?;
         let disk_space = Arc::new(DiskSpaceReserve::new(options.path.clone(), options.min_free_disk_bytes));
         let checkpoints = tokio::spawn(run_checkpoints(
             Arc::clone(&commit),
@@ -279,10 +276,7 @@ fn replay_log(db: &sled::Db, trees: &Trees, wal_dir: &Path, data_file: &Path) ->
             if let Some(last) = last
                 && number != last + 1
             {
-                return Err(format!(
-                    "log record {number} in {} follows record {last}: the records between are missing",
-                    segment.display()
-                ));
+                return Err(format!("log record {number} in {} follows record {last}: the records between are missing", segment.display()));
             }
             replay_record(&in_order, payload)
                 .map_err(|reason| format!("cannot apply log record {number} of {}: {reason}", segment.display()))?;
@@ -440,12 +434,7 @@ fn lease_entry(sync: &SyncRun, key: &[u8]) -> Option<Vec<u8>> {
     Some(timed_key(sync.lease_expires_at?, key))
 }
 
-fn check_revision(
-    key: &[u8],
-    stored: Option<&[u8]>,
-    expected: Option<u64>,
-    what: &str,
-) -> Result<(), StoreError> {
+fn check_revision(key: &[u8], stored: Option<&[u8]>, expected: Option<u64>, what: &str) -> Result<(), StoreError> {
     match (stored, expected) {
         (None, None) => Ok(()),
         (Some(_), None) => Err(StoreError::Conflict(format!("{what} already exists"))),
@@ -531,18 +520,16 @@ fn check_format_marker(db: &sled::Db, existed: bool) -> Result<(), String> {
             tracing::info!(from = *version, to = FORMAT_VERSION, "upgraded the data directory's layout");
             Ok(())
         }
-        Some([version]) if *version > FORMAT_VERSION => Err(format!(
-            "the data was written by a newer connectord (layout version {version}, this build reads {FORMAT_VERSION})"
-        )),
+        Some([version]) if *version > FORMAT_VERSION => {
+            Err(format!("the data was written by a newer connectord (layout version {version}, this build reads {FORMAT_VERSION})"))
+        }
         Some(other) => Err(format!("the format marker is corrupt ({} bytes); restore the directory from a backup", other.len())),
         // NOTE: a crash between sled creating the directory and the flush below leaves a
         // new, empty directory without a marker. The next start rejects it like a corrupt
         // one, and removing the directory fixes that.
-        None if existed => Err(
-            "the database file is corrupt or was not written by connectord: its format marker is missing. \
+        None if existed => Err("the database file is corrupt or was not written by connectord: its format marker is missing. \
              Restore the directory from a backup, or remove it to start with no data"
-                .to_owned(),
-        ),
+            .to_owned()),
         None => {
             db.insert(FORMAT_MARKER_KEY, &[FORMAT_VERSION]).map_err(|error| describe_open_error(&error))?;
             db.flush().map_err(|error| describe_open_error(&error))?;
@@ -573,9 +560,7 @@ fn wal_error(action: &str, error: &std::io::Error) -> StoreError {
 
 fn backend_error(error: sled::Error) -> StoreError {
     match error {
-        sled::Error::Io(io) if is_no_space(&io) => {
-            StoreError::NoSpace(io.to_string())
-        }
+        sled::Error::Io(io) if is_no_space(&io) => StoreError::NoSpace(io.to_string()),
         other => StoreError::Backend(other.to_string()),
     }
 }
@@ -595,20 +580,15 @@ fn connector_key(key: &ConnectorKey) -> Vec<u8> {
 #[async_trait]
 impl Store for SledStore {
     #[tracing::instrument(level = "debug", name = "store.insert_connector", skip_all, fields(app_id = %connector.app_id, connector_id = %connector.id))]
-    async fn insert_connector(
-        &self,
-        connector: &Connector,
-        request_id: Option<&str>,
-    ) -> Result<Inserted, StoreError> {
+    async fn insert_connector(&self, connector: &Connector, request_id: Option<&str>) -> Result<Inserted, StoreError> {
         self.ensure_open()?;
         let write = Write::InsertConnector(NewConnector {
             app_id: connector.app_id.clone(),
             key: connector_key(&connector.key()),
             name: connector.key().to_string(),
             encoded: encode_connector(connector),
-            request_id: request_id.map(|request_id| {
-                (scoped_key(&connector.app_id, request_id), encode_request_id(&connector.id, connector.created_at))
-            }),
+            request_id: request_id
+                .map(|request_id| (scoped_key(&connector.app_id, request_id), encode_request_id(&connector.id, connector.created_at))),
         });
         let outcome = match self.writer.submit(write).await? {
             Written::Inserted(outcome) => *outcome,
@@ -708,11 +688,7 @@ impl Store for SledStore {
         self.read_sync(&child_key(&prefix, sync_id))
     }
 
-    async fn find_sync_by_request_id(
-        &self,
-        key: &ConnectorKey,
-        request_id: &str,
-    ) -> Result<Option<SyncRun>, StoreError> {
+    async fn find_sync_by_request_id(&self, key: &ConnectorKey, request_id: &str) -> Result<Option<SyncRun>, StoreError> {
         let prefix = connector_key(key);
         let _gate = self.read_gate();
         let Some(sync_id) = self.sync_request_ids.get(child_key(&prefix, request_id)).map_err(backend_error)? else {
@@ -742,30 +718,21 @@ impl Store for SledStore {
             let (timed, _) = entry.map_err(backend_error)?;
             let key = &timed[8..];
             let Some(separator) = key.iter().position(|byte| *byte == 0) else {
-                return Err(StoreError::Corrupt { key: String::from_utf8_lossy(key).into_owned(), reason: "schedule entry without separator".into() });
+                return Err(StoreError::Corrupt {
+                    key: String::from_utf8_lossy(key).into_owned(),
+                    reason: "schedule entry without separator".into(),
+                });
             };
-            due.push(ConnectorKey::new(
-                String::from_utf8_lossy(&key[..separator]),
-                String::from_utf8_lossy(&key[separator + 1..]),
-            ));
+            due.push(ConnectorKey::new(String::from_utf8_lossy(&key[..separator]), String::from_utf8_lossy(&key[separator + 1..])));
         }
         Ok(due)
     }
 
-    async fn get_credential(
-        &self,
-        key: &ConnectorKey,
-        credential_id: &str,
-    ) -> Result<Option<Credential>, StoreError> {
+    async fn get_credential(&self, key: &ConnectorKey, credential_id: &str) -> Result<Option<Credential>, StoreError> {
         self.read_credential(&child_key(&connector_key(key), credential_id))
     }
 
-    async fn list_credentials(
-        &self,
-        key: &ConnectorKey,
-        before_id: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<Credential>, StoreError> {
+    async fn list_credentials(&self, key: &ConnectorKey, before_id: Option<&str>, limit: usize) -> Result<Vec<Credential>, StoreError> {
         self.newest_first(&self.credentials, &connector_key(key), before_id, limit, decode_credential, |_| true)
     }
 
@@ -920,9 +887,15 @@ mod tests {
         store.insert_connector(&connector("a"), Some("request-a")).await.unwrap();
         store.insert_connector(&connector("b"), None).await.unwrap();
         let updated = Connector { description: "second".to_owned(), revision: 2, ..connector("a") };
-        store.apply(&Batch { connector: Some(Versioned { record: updated, expected_revision: Some(1) }), ..Batch::default() }).await.unwrap();
+        store
+            .apply(&Batch { connector: Some(Versioned { record: updated, expected_revision: Some(1) }), ..Batch::default() })
+            .await
+            .unwrap();
         let deleted = Connector { deleted_at: Some(Utc::now()), revision: 2, ..connector("b") };
-        store.apply(&Batch { connector: Some(Versioned { record: deleted, expected_revision: Some(1) }), ..Batch::default() }).await.unwrap();
+        store
+            .apply(&Batch { connector: Some(Versioned { record: deleted, expected_revision: Some(1) }), ..Batch::default() })
+            .await
+            .unwrap();
         std::fs::remove_dir_all(crashed.join(WAL_DIR)).unwrap();
         copy_dir(&live.join(WAL_DIR), &crashed.join(WAL_DIR));
         store.close().await.unwrap();
@@ -955,7 +928,10 @@ mod tests {
         let store = SledStore::open(&SledStoreOptions::new(&live)).unwrap();
         store.insert_connector(&connector("a"), None).await.unwrap();
         let updated = Connector { description: "second".to_owned(), revision: 2, ..connector("a") };
-        store.apply(&Batch { connector: Some(Versioned { record: updated, expected_revision: Some(1) }), ..Batch::default() }).await.unwrap();
+        store
+            .apply(&Batch { connector: Some(Versioned { record: updated, expected_revision: Some(1) }), ..Batch::default() })
+            .await
+            .unwrap();
         store.connectors.flush().unwrap();
         copy_dir(&live, &crashed);
         assert!(!wal::segments(&crashed.join(WAL_DIR)).unwrap().is_empty(), "the copy has a log to replay");

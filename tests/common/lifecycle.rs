@@ -175,11 +175,8 @@ impl Worker {
 
     /// Extends the lease of a sync and returns its new end.
     pub async fn heartbeat(&mut self, sync_id: &str) -> Result<DateTime<Utc>, Status> {
-        let message = pb::HeartbeatRequest {
-            app_id: self.app_id.clone(),
-            connector_id: self.connector_id.clone(),
-            sync_id: sync_id.to_owned(),
-        };
+        let message =
+            pb::HeartbeatRequest { app_id: self.app_id.clone(), connector_id: self.connector_id.clone(), sync_id: sync_id.to_owned() };
         let request = self.request(message);
         let response = self.client.heartbeat(request).await?.into_inner();
         Ok(utc(&response.lease_expires_at))

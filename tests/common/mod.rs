@@ -308,8 +308,7 @@ pub fn struct_config(fields: &[(&str, &str)]) -> prost_types::Any {
         fields: fields
             .iter()
             .map(|(key, text)| {
-                let value =
-                    prost_types::Value { kind: Some(prost_types::value::Kind::StringValue((*text).to_owned())) };
+                let value = prost_types::Value { kind: Some(prost_types::value::Kind::StringValue((*text).to_owned())) };
                 ((*key).to_owned(), value)
             })
             .collect(),
@@ -354,8 +353,7 @@ pub async fn create(client: &mut Client, app_id: &str, display_name: &str) -> pb
 }
 
 pub async fn get(client: &mut Client, app_id: &str, id: &str) -> pb::Connector {
-    let response =
-        client.get(get_request(app_id, id)).await.unwrap_or_else(|status| panic!("get {id} in {app_id}: {status:?}"));
+    let response = client.get(get_request(app_id, id)).await.unwrap_or_else(|status| panic!("get {id} in {app_id}: {status:?}"));
     connector_of(response.into_inner().connector_view)
 }
 
@@ -369,11 +367,7 @@ pub fn delete_request(app_id: &str, id: &str) -> pb::ConnectorServiceDeleteReque
 
 /// Builds an Update request that addresses `existing` and carries only its ids.
 pub fn update_request(existing: &pb::Connector, paths: &[&str]) -> pb::ConnectorServiceUpdateRequest {
-    pb::ConnectorServiceUpdateRequest {
-        connector: Some(address_of(existing)),
-        update_mask: Some(field_mask(paths)),
-        expand_mask: None,
-    }
+    pb::ConnectorServiceUpdateRequest { connector: Some(address_of(existing)), update_mask: Some(field_mask(paths)), expand_mask: None }
 }
 
 /// Builds a connector message that carries only the app id and id of `existing`.
@@ -392,12 +386,7 @@ pub fn connector_of(view: Option<pb::ConnectorView>) -> pb::Connector {
 
 /// Builds a request for one page of an app's live connectors.
 pub fn list_request(app_id: &str, page_size: i32, page_token: &str) -> pb::ConnectorServiceListRequest {
-    pb::ConnectorServiceListRequest {
-        app_id: app_id.to_owned(),
-        page_size,
-        page_token: page_token.to_owned(),
-        show_deleted: false,
-    }
+    pb::ConnectorServiceListRequest { app_id: app_id.to_owned(), page_size, page_token: page_token.to_owned(), show_deleted: false }
 }
 
 /// Walks every page of an app's connectors and returns their ids in the order served.
@@ -441,8 +430,7 @@ pub fn write_operator_descriptor_set(dir: &Path) -> PathBuf {
 
 /// Builds an `acme.connectors.v1.OktaConfig` config from the fixture's descriptors.
 pub fn okta_config(domain: &str) -> prost_types::Any {
-    let pool =
-        DescriptorPool::decode(operator_descriptor_set().as_slice()).expect("decode the fixture's descriptor set");
+    let pool = DescriptorPool::decode(operator_descriptor_set().as_slice()).expect("decode the fixture's descriptor set");
     let descriptor = pool.get_message_by_name(OKTA_CONFIG_TYPE).expect("fixture defines OktaConfig");
     let mut message = DynamicMessage::new(descriptor);
     message.set_field_by_name("domain", Value::String(domain.to_owned()));

@@ -94,14 +94,10 @@ impl Drop for TestDatabase {
 /// Runs one statement on a new connection with the admin URL; panics when it fails.
 async fn run_admin(admin_url: &str, sql: &str) {
     let work = async {
-        let (client, connection) = tokio_postgres::connect(admin_url, NoTls)
-            .await
-            .unwrap_or_else(|error| panic!("connect to {URL_VARIABLE}: {error}"));
+        let (client, connection) =
+            tokio_postgres::connect(admin_url, NoTls).await.unwrap_or_else(|error| panic!("connect to {URL_VARIABLE}: {error}"));
         let connection = tokio::spawn(connection);
-        client
-            .batch_execute(&format!("SET lock_timeout = '20s'; {sql}"))
-            .await
-            .unwrap_or_else(|error| panic!("{sql}: {error}"));
+        client.batch_execute(&format!("SET lock_timeout = '20s'; {sql}")).await.unwrap_or_else(|error| panic!("{sql}: {error}"));
         drop(client);
         let _ = connection.await;
     };

@@ -222,10 +222,8 @@ async fn update_takes_ids_from_the_path() {
 #[tokio::test]
 async fn update_delegated_changes_owner_fields() {
     let server = TestServer::start().await;
-    let created = expect_ok(
-        server.post("/api/v1/apps/app-1/connectors", json!({"catalogId": "okta", "displayName": "Pending"})).await,
-    )
-    .await;
+    let created =
+        expect_ok(server.post("/api/v1/apps/app-1/connectors", json!({"catalogId": "okta", "displayName": "Pending"})).await).await;
     let id = created["connectorView"]["connector"]["id"].as_str().unwrap().to_owned();
     let body = json!({
         "connector": {"displayName": "Done", "description": "set by owner", "userIds": ["owner-9"]},
@@ -281,10 +279,7 @@ async fn rest_and_grpc_share_one_service() {
     let from_rest = server.create_connector("app-1", "Made over REST").await;
 
     let read = grpc
-        .get(pb::ConnectorServiceGetRequest {
-            app_id: "app-1".to_owned(),
-            id: from_rest["id"].as_str().unwrap().to_owned(),
-        })
+        .get(pb::ConnectorServiceGetRequest { app_id: "app-1".to_owned(), id: from_rest["id"].as_str().unwrap().to_owned() })
         .await
         .expect("gRPC Get of a REST-created connector")
         .into_inner();
@@ -350,9 +345,7 @@ async fn operator_config_types_round_trip_as_json() {
         "api_token_ref": "vault:okta",
     });
 
-    let created = server
-        .post("/api/v1/apps/app-1/connectors/create", json!({"catalogId": "okta", "config": config}))
-        .await;
+    let created = server.post("/api/v1/apps/app-1/connectors/create", json!({"catalogId": "okta", "config": config})).await;
 
     let connector = expect_ok(created).await["connectorView"]["connector"].clone();
     assert_eq!(
@@ -361,10 +354,7 @@ async fn operator_config_types_round_trip_as_json() {
     );
     let mut grpc = server.grpc_client().await;
     let stored = grpc
-        .get(pb::ConnectorServiceGetRequest {
-            app_id: "app-1".to_owned(),
-            id: connector["id"].as_str().unwrap().to_owned(),
-        })
+        .get(pb::ConnectorServiceGetRequest { app_id: "app-1".to_owned(), id: connector["id"].as_str().unwrap().to_owned() })
         .await
         .unwrap()
         .into_inner()

@@ -64,9 +64,8 @@ async fn stale_etag_is_409_aborted() {
     let stale = connector["etag"].clone();
     expect_ok(server.post(&path, json!({"connector": {"displayName": "First write"}})).await).await;
 
-    let response = server
-        .post(&path, json!({"connector": {"displayName": "Second write", "etag": stale}, "updateMask": "displayName"}))
-        .await;
+    let response =
+        server.post(&path, json!({"connector": {"displayName": "Second write", "etag": stale}, "updateMask": "displayName"})).await;
 
     expect_error(response, 409, Code::Aborted).await;
     server.stop().await;
@@ -196,10 +195,7 @@ async fn lifecycle_routes_of_missing_connector_are_404() {
         ("/api/v1/apps/app-1/connectors/c1/schedule", json!({"cron": {"cronSpec": "0 * * * *", "timezone": "UTC"}})),
         ("/api/v1/apps/app-1/connectors/c1/confirm_sync_valid/s1", json!({})),
     ];
-    let gets = [
-        "/api/v1/apps/app-1/connectors/c1/credentials/k1",
-        "/api/v1/apps/app-1/connectors/c1/syncs/s1/download_url",
-    ];
+    let gets = ["/api/v1/apps/app-1/connectors/c1/credentials/k1", "/api/v1/apps/app-1/connectors/c1/syncs/s1/download_url"];
 
     for (path, body) in posts {
         let body = expect_error(server.post(path, body).await, 404, Code::NotFound).await;

@@ -72,9 +72,8 @@ async fn grpc_web_get(server: &TestServer, app_id: &str, id: &str, origin: Optio
 async fn grpc_status(response: Response) -> (String, GrpcWebReply) {
     let header_status = response.headers().get("grpc-status").map(|value| value.to_str().unwrap().to_owned());
     let reply = GrpcWebReply::read(response).await;
-    let status = header_status
-        .or_else(|| reply.trailer("grpc-status").map(str::to_owned))
-        .expect("grpc-status in the headers or the trailers");
+    let status =
+        header_status.or_else(|| reply.trailer("grpc-status").map(str::to_owned)).expect("grpc-status in the headers or the trailers");
     (status, reply)
 }
 
@@ -85,11 +84,7 @@ async fn grpc_web_get_missing_is_not_found() {
     let response = grpc_web_get(&server, "app-1", "missing-1", None).await;
 
     assert_eq!(response.status(), 200, "gRPC-Web reports errors in grpc-status");
-    assert!(
-        response.headers()["content-type"].to_str().unwrap().starts_with("application/grpc-web"),
-        "{:?}",
-        response.headers()
-    );
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("application/grpc-web"), "{:?}", response.headers());
     let (status, reply) = grpc_status(response).await;
     assert_eq!(status, (tonic::Code::NotFound as i32).to_string());
     assert!(reply.messages.is_empty());

@@ -76,13 +76,7 @@ impl TestServer {
 
     /// POSTs `body` as is, with `Content-Type: application/json`.
     pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> Response {
-        self.http
-            .post(self.url(path))
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .expect("send POST")
+        self.http.post(self.url(path)).header("content-type", "application/json").body(body).send().await.expect("send POST")
     }
 
     /// Creates a connector with a Struct config through REST and returns the connector.

@@ -90,12 +90,7 @@ impl ServerProcess {
     }
 
     pub async fn channel(&self) -> Channel {
-        Channel::from_shared(self.url())
-            .unwrap()
-            .connect_timeout(Duration::from_secs(5))
-            .connect()
-            .await
-            .expect("connect to connectord")
+        Channel::from_shared(self.url()).unwrap().connect_timeout(Duration::from_secs(5)).connect().await.expect("connect to connectord")
     }
 
     /// Sends `signal` (such as `libc::SIGTERM`) to the process.

@@ -122,11 +122,8 @@ async fn preload_connectors(
                 .create(request)
                 .await
                 .map_err(|status| format!("preload Create failed: {:?}: {}", status.code(), status.message()))?;
-            let connector = response
-                .into_inner()
-                .connector_view
-                .and_then(|view| view.connector)
-                .ok_or("preload Create returned no connector")?;
+            let connector =
+                response.into_inner().connector_view.and_then(|view| view.connector).ok_or("preload Create returned no connector")?;
             Ok((connector.id, connector.etag))
         }
     })
@@ -185,12 +182,8 @@ impl ConnectordClient {
             0 => String::new(),
             _ => page_token::encode(&page_token::connector_scope(&app.app_id, false), &app.ids[start - 1]),
         };
-        let request = pb::ConnectorServiceListRequest {
-            app_id: app.app_id.clone(),
-            page_size: PAGE_SIZE as i32,
-            page_token,
-            ..Default::default()
-        };
+        let request =
+            pb::ConnectorServiceListRequest { app_id: app.app_id.clone(), page_size: PAGE_SIZE as i32, page_token, ..Default::default() };
         let response = self.client.list(request).await.map_err(|status| Failure::status(&status))?;
         let page = response.into_inner().list;
         let expected = PAGE_SIZE.min(app.ids.len() - start);

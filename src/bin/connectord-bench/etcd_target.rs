@@ -101,7 +101,13 @@ fn key_of(prefix: &[u8], id: &str) -> Vec<u8> {
 }
 
 /// Puts every key and returns the highest revision seen, or 0 when there were none.
-async fn preload_keys(channels: &[Channel], keys: &[Vec<u8>], value: &Arc<[u8]>, concurrency: usize, hard_stop: Instant) -> Result<i64, String> {
+async fn preload_keys(
+    channels: &[Channel],
+    keys: &[Vec<u8>],
+    value: &Arc<[u8]>,
+    concurrency: usize,
+    hard_stop: Instant,
+) -> Result<i64, String> {
     let channels = channels.to_vec();
     let keys = keys.to_vec();
     let value = Arc::clone(value);
@@ -109,7 +115,8 @@ async fn preload_keys(channels: &[Channel], keys: &[Vec<u8>], value: &Arc<[u8]>,
         let mut kv = KvClient::new(channels[index % channels.len()].clone());
         let request = PutRequest { key: keys[index].clone(), value: value.to_vec(), ..Default::default() };
         async move {
-            let response = kv.put(request).await.map_err(|status| format!("preload Put failed: {:?}: {}", status.code(), status.message()))?;
+            let response =
+                kv.put(request).await.map_err(|status| format!("preload Put failed: {:?}: {}", status.code(), status.message()))?;
             Ok(response.into_inner().header.map_or(0, |header| header.revision))
         }
     })

@@ -78,7 +78,8 @@ pub async fn run(args: LoadArgs) -> Result<ExitCode, String> {
     let started = Instant::now();
     let store = SledStore::open(&SledStoreOptions::new(&args.data_dir)).map_err(|error| error.to_string())?;
     let store: Arc<dyn Store> = Arc::new(store);
-    let config_types = ConfigTypes::new(pb::FILE_DESCRIPTOR_SET).map_err(|error| format!("cannot load the built-in config types: {error}"))?;
+    let config_types =
+        ConfigTypes::new(pb::FILE_DESCRIPTOR_SET).map_err(|error| format!("cannot load the built-in config types: {error}"))?;
     let registry = Arc::new(ConnectorRegistry::new(Arc::clone(&store), Arc::new(config_types)));
 
     let app_ids: Arc<Vec<String>> = Arc::new(match args.apps {

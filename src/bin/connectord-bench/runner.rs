@@ -13,7 +13,12 @@ use std::{
 
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
-use crate::{RunArgs, Target, Workload, connectord_target::ConnectordClient, etcd_target::EtcdClient, report::{OpStats, Report}};
+use crate::{
+    RunArgs, Target, Workload,
+    connectord_target::ConnectordClient,
+    etcd_target::EtcdClient,
+    report::{OpStats, Report},
+};
 
 /// Default number of keys preloaded for the workloads that read or update existing keys.
 const DEFAULT_PRELOAD: usize = 10_000;
@@ -150,10 +155,8 @@ pub async fn connect(endpoint: &str, ca_cert: Option<&Path>, count: usize) -> Re
     }
     let mut channels = Vec::with_capacity(count);
     for _ in 0..count.max(1) {
-        let channel = endpoint
-            .connect()
-            .await
-            .map_err(|error| format!("cannot connect to {}: {error}; is the server running?", endpoint.uri()))?;
+        let channel =
+            endpoint.connect().await.map_err(|error| format!("cannot connect to {}: {error}; is the server running?", endpoint.uri()))?;
         channels.push(channel);
     }
     Ok(channels)
@@ -177,16 +180,14 @@ pub async fn run(args: RunArgs) -> Result<ExitCode, String> {
 
     let (clients, preloaded, etcd_value_bytes) = match args.target {
         Target::Connectord => {
-            let (clients, preloaded) =
-                crate::connectord_target::prepare(&args, &channels, &run_id, preload, hard_stop).await?;
+            let (clients, preloaded) = crate::connectord_target::prepare(&args, &channels, &run_id, preload, hard_stop).await?;
             (clients.into_iter().map(Client::Connectord).collect::<Vec<_>>(), preloaded, 0)
         }
         Target::Etcd => {
             if args.keys_file.is_some() {
                 return Err("--keys-file works only with --target connectord".into());
             }
-            let (clients, value_bytes) =
-                crate::etcd_target::prepare(&args, &channels, &run_id, preload, hard_stop).await?;
+            let (clients, value_bytes) = crate::etcd_target::prepare(&args, &channels, &run_id, preload, hard_stop).await?;
             (clients.into_iter().map(Client::Etcd).collect::<Vec<_>>(), preload, value_bytes)
         }
     };

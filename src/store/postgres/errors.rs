@@ -11,10 +11,7 @@ use crate::store::StoreError;
 
 /// Maps a driver error. `conflict` words a unique violation from the constraint's name;
 /// it returns `None` for constraints it does not know, which get a generic message.
-pub(super) fn from_driver(
-    error: tokio_postgres::Error,
-    conflict: impl FnOnce(&str) -> Option<String>,
-) -> StoreError {
+pub(super) fn from_driver(error: tokio_postgres::Error, conflict: impl FnOnce(&str) -> Option<String>) -> StoreError {
     let Some(code) = error.code() else {
         // Errors without an SQLSTATE come from the connection: closed, reset or timed out.
         tracing::debug!(%error, "database connection failed");
@@ -27,9 +24,7 @@ pub(super) fn from_driver(
 
     if *code == SqlState::UNIQUE_VIOLATION {
         let constraint = error.as_db_error().and_then(|db| db.constraint()).unwrap_or_default();
-        return StoreError::Conflict(
-            conflict(constraint).unwrap_or_else(|| format!("uniqueness rule {constraint} would break")),
-        );
+        return StoreError::Conflict(conflict(constraint).unwrap_or_else(|| format!("uniqueness rule {constraint} would break")));
     }
     if *code == SqlState::T_R_SERIALIZATION_FAILURE || *code == SqlState::T_R_DEADLOCK_DETECTED {
         return StoreError::Conflict("the write raced with another write".to_owned());
@@ -71,16 +66,11 @@ pub(super) fn from_pool(error: PoolError) -> StoreError {
 fn unavailable_reason(code: &SqlState) -> Option<&'static str> {
     let reason = match code {
         code if *code == SqlState::QUERY_CANCELED => "a database statement ran past the statement timeout",
-        code if *code == SqlState::ADMIN_SHUTDOWN
-            || *code == SqlState::CRASH_SHUTDOWN
-            || *code == SqlState::CANNOT_CONNECT_NOW =>
-        {
+        code if *code == SqlState::ADMIN_SHUTDOWN || *code == SqlState::CRASH_SHUTDOWN || *code == SqlState::CANNOT_CONNECT_NOW => {
             "the database is restarting"
         }
         code if *code == SqlState::TOO_MANY_CONNECTIONS => "the database has no free connection slots",
-        code if *code == SqlState::IDLE_IN_TRANSACTION_SESSION_TIMEOUT => {
-            "the database ended a transaction that waited too long"
-        }
+        code if *code == SqlState::IDLE_IN_TRANSACTION_SESSION_TIMEOUT => "the database ended a transaction that waited too long",
         code if *code == SqlState::READ_ONLY_SQL_TRANSACTION => "the database is read-only",
         code if *code == SqlState::LOCK_NOT_AVAILABLE => "a database lock could not be taken in time",
         code if code.code().starts_with("08") => "the connection to the database failed",

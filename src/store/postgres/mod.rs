@@ -152,9 +152,7 @@ impl PostgresStore {
         let pool = connection_pool(options)?;
         let url = &options.url;
         let mut client = pool.get().await.map_err(|error| OpenError::Connect { url: url.clone(), reason: error.to_string() })?;
-        let before = schema::migrate(&mut client)
-            .await
-            .map_err(|source| OpenError::Schema { url: url.clone(), source })?;
+        let before = schema::migrate(&mut client).await.map_err(|source| OpenError::Schema { url: url.clone(), source })?;
         drop(client);
         tracing::info!(%url, schema_version = schema::latest_version(), migrated_from = before, "PostgreSQL store opened");
 
@@ -183,9 +181,9 @@ impl PostgresStore {
     /// Runs one store call within the call timeout and records whether it reached the
     /// database.
     async fn guarded<T>(&self, call: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
-        let result = tokio::time::timeout(self.call_timeout, call).await.unwrap_or_else(|_| {
-            Err(StoreError::Unavailable(format!("the database did not respond within {:?}", self.call_timeout)))
-        });
+        let result = tokio::time::timeout(self.call_timeout, call)
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Unavailable(format!("the database did not respond within {:?}", self.call_timeout))));
         self.reachability.observe(&result);
         result
     }
@@ -253,22 +251,14 @@ impl PostgresStore {
             let count: i64 = row.try_get(index).map_err(errors::driver)?;
             Ok(u64::try_from(count).unwrap_or_default())
         };
-        Ok(super::migrate::RecordCounts {
-            connectors: column(0)?,
-            syncs: column(1)?,
-            credentials: column(2)?,
-            request_ids: column(3)?,
-        })
+        Ok(super::migrate::RecordCounts { connectors: column(0)?, syncs: column(1)?, credentials: column(2)?, request_ids: column(3)? })
     }
 
     /// Returns the id of the connector that a recorded Create request id created.
     pub async fn request_id_connector(&self, app_id: &str, request_id: &str) -> Result<Option<String>, StoreError> {
         let client = self.client().await?;
         let row = client
-            .query_opt(
-                "SELECT connector_id FROM connector_request_ids WHERE app_id = $1 AND request_id = $2",
-                &[&app_id, &request_id],
-            )
+            .query_opt("SELECT connector_id FROM connector_request_ids WHERE app_id = $1 AND request_id = $2", &[&app_id, &request_id])
             .await
             .map_err(errors::driver)?;
         row.map(|row| row.try_get(0).map_err(errors::driver)).transpose()
@@ -303,8 +293,7 @@ impl Store for PostgresStore {
         limit: usize,
         include_deleted: bool,
     ) -> Result<Vec<Connector>, StoreError> {
-        self.guarded(async { read::connectors(&self.client().await?, app_id, after_id, limit, include_deleted).await })
-            .await
+        self.guarded(async { read::connectors(&self.client().await?, app_id, after_id, limit, include_deleted).await }).await
     }
 
     #[tracing::instrument(level = "debug", name = "store.apply", skip_all, fields(
@@ -357,12 +346,7 @@ impl Store for PostgresStore {
         self.guarded(async { read::credential(&self.client().await?, key, credential_id).await }).await
     }
 
-    async fn list_credentials(
-        &self,
-        key: &ConnectorKey,
-        before_id: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<Credential>, StoreError> {
+    async fn list_credentials(&self, key: &ConnectorKey, before_id: Option<&str>, limit: usize) -> Result<Vec<Credential>, StoreError> {
         self.guarded(async { read::credentials(&self.client().await?, key, before_id, limit).await }).await
     }
 
@@ -375,10 +359,8 @@ impl Store for PostgresStore {
         self.ensure_open()?;
         self.guarded(async {
             let client = self.client().await?;
-            let statement = client
-                .prepare_cached("DELETE FROM connector_request_ids WHERE recorded_at_ns < $1")
-                .await
-                .map_err(errors::driver)?;
+            let statement =
+                client.prepare_cached("DELETE FROM connector_request_ids WHERE recorded_at_ns < $1").await.map_err(errors::driver)?;
             let removed = client.execute(&statement, &[&to_nanos(cutoff)]).await.map_err(errors::driver)?;
             Ok(usize::try_from(removed).unwrap_or(usize::MAX))
         })
@@ -427,10 +409,7 @@ impl Store for PostgresStore {
         self.ensure_open()?;
         self.guarded(async {
             let client = self.client().await?;
-            let statement = client
-                .prepare_cached("DELETE FROM leases WHERE name = $1 AND holder = $2")
-                .await
-                .map_err(errors::driver)?;
+            let statement = client.prepare_cached("DELETE FROM leases WHERE name = $1 AND holder = $2").await.map_err(errors::driver)?;
             client.execute(&statement, &[&name, &holder]).await.map_err(errors::driver)?;
             Ok(())
         })

@@ -95,9 +95,7 @@ pub(super) async fn connectors(
 ) -> Result<Vec<Connector>, StoreError> {
     let live = if include_deleted { "" } else { "AND NOT deleted" };
     // Ids are never empty, so "after the empty id" starts at the first one.
-    let sql = format!(
-        "SELECT {CONNECTOR_COLUMNS} FROM connectors WHERE app_id = $1 AND id > $2 {live} ORDER BY id LIMIT $3"
-    );
+    let sql = format!("SELECT {CONNECTOR_COLUMNS} FROM connectors WHERE app_id = $1 AND id > $2 {live} ORDER BY id LIMIT $3");
     let found = query(client, &sql, &[&app_id, &after_id.unwrap_or(""), &limit_column(limit)]).await?;
     rows(&found, connector_row)
 }
@@ -127,9 +125,7 @@ pub(super) async fn syncs(
         params.push(state);
         filters.push_str(&format!(" AND state = ${}", params.len()));
     }
-    let sql = format!(
-        "SELECT {SYNC_COLUMNS} FROM syncs WHERE app_id = $1 AND connector_id = $2{filters} ORDER BY id DESC LIMIT $3"
-    );
+    let sql = format!("SELECT {SYNC_COLUMNS} FROM syncs WHERE app_id = $1 AND connector_id = $2{filters} ORDER BY id DESC LIMIT $3");
     let found = query(client, &sql, &params).await?;
     rows(&found, sync_row)
 }
@@ -140,21 +136,14 @@ pub(super) async fn pending_sync(client: &Client, key: &ConnectorKey) -> Result<
     found.first().map(sync_row).transpose()
 }
 
-pub(super) async fn sync_by_request_id(
-    client: &Client,
-    key: &ConnectorKey,
-    request_id: &str,
-) -> Result<Option<SyncRun>, StoreError> {
-    let sql =
-        format!("SELECT {SYNC_COLUMNS} FROM syncs WHERE app_id = $1 AND connector_id = $2 AND request_id = $3");
+pub(super) async fn sync_by_request_id(client: &Client, key: &ConnectorKey, request_id: &str) -> Result<Option<SyncRun>, StoreError> {
+    let sql = format!("SELECT {SYNC_COLUMNS} FROM syncs WHERE app_id = $1 AND connector_id = $2 AND request_id = $3");
     let found = query(client, &sql, &[&key.app_id, &key.id, &request_id]).await?;
     found.first().map(sync_row).transpose()
 }
 
 pub(super) async fn expired_leases(client: &Client, now: DateTime<Utc>, limit: usize) -> Result<Vec<SyncRun>, StoreError> {
-    let sql = format!(
-        "SELECT {SYNC_COLUMNS} FROM syncs WHERE lease_expires_at_ns <= $1 ORDER BY lease_expires_at_ns LIMIT $2"
-    );
+    let sql = format!("SELECT {SYNC_COLUMNS} FROM syncs WHERE lease_expires_at_ns <= $1 ORDER BY lease_expires_at_ns LIMIT $2");
     let found = query(client, &sql, &[&to_nanos(now), &limit_column(limit)]).await?;
     rows(&found, sync_row)
 }
@@ -165,13 +154,8 @@ pub(super) async fn due_schedules(client: &Client, now: DateTime<Utc>, limit: us
     found.iter().map(|row| Ok(ConnectorKey::new(text(row, 0)?, text(row, 1)?))).collect()
 }
 
-pub(super) async fn credential(
-    client: &Client,
-    key: &ConnectorKey,
-    credential_id: &str,
-) -> Result<Option<Credential>, StoreError> {
-    let sql =
-        format!("SELECT {CREDENTIAL_COLUMNS} FROM credentials WHERE app_id = $1 AND connector_id = $2 AND id = $3");
+pub(super) async fn credential(client: &Client, key: &ConnectorKey, credential_id: &str) -> Result<Option<Credential>, StoreError> {
+    let sql = format!("SELECT {CREDENTIAL_COLUMNS} FROM credentials WHERE app_id = $1 AND connector_id = $2 AND id = $3");
     let found = query(client, &sql, &[&key.app_id, &key.id, &credential_id]).await?;
     found.first().map(credential_row).transpose()
 }
@@ -191,9 +175,8 @@ pub(super) async fn credentials(
             query(client, &sql, &[&key.app_id, &key.id, &limit, &before_id]).await?
         }
         None => {
-            let sql = format!(
-                "SELECT {CREDENTIAL_COLUMNS} FROM credentials WHERE app_id = $1 AND connector_id = $2 ORDER BY id DESC LIMIT $3"
-            );
+            let sql =
+                format!("SELECT {CREDENTIAL_COLUMNS} FROM credentials WHERE app_id = $1 AND connector_id = $2 ORDER BY id DESC LIMIT $3");
             query(client, &sql, &[&key.app_id, &key.id, &limit]).await?
         }
     };

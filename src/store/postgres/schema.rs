@@ -52,10 +52,7 @@ pub fn latest_version() -> i32 {
 /// and returns the version the database was at before.
 pub(super) async fn migrate(client: &mut Client) -> Result<i32, SchemaError> {
     let transaction = client.transaction().await.map_err(SchemaError::Version)?;
-    transaction
-        .execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK_KEY])
-        .await
-        .map_err(SchemaError::Version)?;
+    transaction.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK_KEY]).await.map_err(SchemaError::Version)?;
     transaction.batch_execute(CREATE_VERSION_TABLE).await.map_err(SchemaError::Version)?;
     let found: i32 = transaction
         .query_one("SELECT coalesce(max(version), 0) FROM connectord_schema_migrations", &[])
@@ -71,10 +68,7 @@ pub(super) async fn migrate(client: &mut Client) -> Result<i32, SchemaError> {
         let failed = |source| SchemaError::Migration { version: migration.version, name: migration.name, source };
         transaction.batch_execute(migration.sql).await.map_err(failed)?;
         transaction
-            .execute(
-                "INSERT INTO connectord_schema_migrations (version, name) VALUES ($1, $2)",
-                &[&migration.version, &migration.name],
-            )
+            .execute("INSERT INTO connectord_schema_migrations (version, name) VALUES ($1, $2)", &[&migration.version, &migration.name])
             .await
             .map_err(failed)?;
         tracing::info!(version = migration.version, name = migration.name, "database schema migrated");

@@ -37,12 +37,7 @@ async fn execute(
 
 /// Explains why a conditional update matched no row: the record is missing, or another
 /// write changed its revision first.
-async fn missed_update(
-    transaction: &Transaction<'_>,
-    exists_sql: &str,
-    params: &[&(dyn ToSql + Sync)],
-    what: String,
-) -> StoreError {
+async fn missed_update(transaction: &Transaction<'_>, exists_sql: &str, params: &[&(dyn ToSql + Sync)], what: String) -> StoreError {
     let statement = match transaction.prepare_cached(exists_sql).await {
         Ok(statement) => statement,
         Err(error) => return driver(error),
@@ -134,9 +129,7 @@ async fn write_connector(transaction: &Transaction<'_>, write: &Versioned<Connec
     let deleted = connector.is_deleted();
     let next_run = next_run_column(connector);
     let record = encode_connector(connector);
-    let conflict = |constraint: &str| {
-        (constraint == "connectors_pkey").then(|| format!("{key} already exists"))
-    };
+    let conflict = |constraint: &str| (constraint == "connectors_pkey").then(|| format!("{key} already exists"));
 
     let Some(expected) = write.expected_revision else {
         execute(
@@ -180,9 +173,7 @@ async fn write_sync(transaction: &Transaction<'_>, write: &Versioned<SyncRun>) -
     let conflict = |constraint: &str| match constraint {
         "syncs_pkey" => Some(format!("{what} already exists")),
         "syncs_one_pending" => Some(format!("connector {} already has a pending sync", sync.connector_id)),
-        "syncs_request_id_key" => {
-            Some(format!("request id {} was already used", sync.request_id.as_deref().unwrap_or_default()))
-        }
+        "syncs_request_id_key" => Some(format!("request id {} was already used", sync.request_id.as_deref().unwrap_or_default())),
         _ => None,
     };
 

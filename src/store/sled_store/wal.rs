@@ -150,7 +150,10 @@ pub(super) fn segments(dir: &Path) -> io::Result<Vec<PathBuf>> {
     for entry in entries {
         let path = entry?.path();
         let is_segment = path.extension().is_some_and(|extension| extension == EXTENSION)
-            && path.file_stem().and_then(|stem| stem.to_str()).is_some_and(|stem| stem.len() == 20 && stem.bytes().all(|byte| byte.is_ascii_digit()));
+            && path
+                .file_stem()
+                .and_then(|stem| stem.to_str())
+                .is_some_and(|stem| stem.len() == 20 && stem.bytes().all(|byte| byte.is_ascii_digit()));
         if is_segment {
             found.push(path);
         }

@@ -26,11 +26,10 @@ use std::{
 use sled::IVec;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{
-    backend_error, check_revision, child_key, connector_key, credential_key, lease_entry, schedule_entry,
-    scoped_key, sync_key, wal_error,
-};
 use super::wal::{Changes, Wal};
+use super::{
+    backend_error, check_revision, child_key, connector_key, credential_key, lease_entry, schedule_entry, scoped_key, sync_key, wal_error,
+};
 use crate::{
     domain::{Connector, Credential, SyncRun, SyncState},
     store::{
@@ -248,9 +247,7 @@ impl Writer {
         let sender = sender.ok_or(StoreError::Closed)?;
         let (reply, written) = oneshot::channel();
         sender.send(Queued { write, reply }).await.map_err(|_| StoreError::Closed)?;
-        written
-            .await
-            .map_err(|_| StoreError::Backend("the write batch ended without a result".to_owned()))?
+        written.await.map_err(|_| StoreError::Backend("the write batch ended without a result".to_owned()))?
     }
 
     /// Refuses new writes, lets the queued ones finish, and waits for the thread to end, so
@@ -308,13 +305,7 @@ fn hand_over(finished: &FinishedSegments, segment: Option<PathBuf>) {
 
 /// Checks each write in turn, logs the changes of those that succeed, applies them to sled
 /// and sends each caller its result.
-fn run_batch(
-    trees: &Trees,
-    writes: impl Iterator<Item = Queued>,
-    wal: Option<&mut Wal>,
-    finished: &FinishedSegments,
-    shared: &Shared,
-) {
+fn run_batch(trees: &Trees, writes: impl Iterator<Item = Queued>, wal: Option<&mut Wal>, finished: &FinishedSegments, shared: &Shared) {
     let mut latest: HashMap<TreeKey, Option<IVec>> = HashMap::new();
     let mut changes: Vec<Change> = Vec::new();
     let mut succeeded = Vec::with_capacity(MAX_WRITES_PER_BATCH);
@@ -420,9 +411,7 @@ impl From<oneshot::Sender<Result<Written, StoreError>>> for Reply {
 
 fn apply_one(write: &Write, view: &View<'_, '_>) -> Result<Written, StoreError> {
     match write {
-        Write::InsertConnector(connector) => {
-            insert_connector(connector, view).map(|inserted| Written::Inserted(Box::new(inserted)))
-        }
+        Write::InsertConnector(connector) => insert_connector(connector, view).map(|inserted| Written::Inserted(Box::new(inserted))),
         Write::Apply(batch) => {
             if let Some(write) = &batch.connector {
                 write_connector(write, view)?;

@@ -139,15 +139,31 @@ async fn bench_connects_over_tls() {
     let report = run_bench(&args).await;
     assert_clean_report(&report, "get");
 
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_connectord-bench"))
-        .args(run_args(&endpoint, "get", &requests, PRELOAD))
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("connectord-bench starts");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "an https endpoint without --ca-cert was accepted");
-    assert!(stderr.contains("--ca-cert"), "the error does not name --ca-cert: {stderr}");
+    let mut other_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    other_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let other_ca = rcgen::CertifiedIssuer::self_signed(other_params, rcgen::KeyPair::generate().unwrap()).unwrap();
+    let other_ca_file = write("other-ca.pem", other_ca.pem());
+    let empty_file = write("empty.pem", String::new());
+    let cases = [
+        (None, "an https:// endpoint needs --ca-cert"),
+        (Some(&other_ca_file), "invalid peer certificate"),
+        (Some(&empty_file), "contains no PEM certificate"),
+    ];
+    for (ca_cert, expected) in cases {
+        let mut args = run_args(&endpoint, "get", &requests, PRELOAD);
+        if let Some(path) = ca_cert {
+            args.extend(["--ca-cert", path_text(path)]);
+        }
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_connectord-bench"))
+            .args(&args)
+            .kill_on_drop(true)
+            .output()
+            .await
+            .expect("connectord-bench starts");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?} succeeded");
+        assert!(stderr.contains(expected), "{args:?}: the error does not say {expected:?}: {stderr}");
+    }
     server.stop().await;
 }
 

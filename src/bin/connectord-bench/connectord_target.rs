@@ -11,7 +11,7 @@ use tonic::transport::Channel;
 use crate::{
     RunArgs,
     keys::{AppKeys, KeySet},
-    runner::{Failure, Op, run_concurrently},
+    runner::{self, Failure, Op, run_concurrently},
 };
 
 /// Connectors per list page, the API's maximum page size.
@@ -118,10 +118,13 @@ async fn preload_connectors(
         let mut client = ConnectorServiceClient::new(channels[index % channels.len()].clone());
         let request = create_request(&app_id, &description, &format!("{run_id}-preload-{index}"));
         async move {
-            let response = client
-                .create(request)
-                .await
-                .map_err(|status| format!("preload Create failed: {:?}: {}", status.code(), status.message()))?;
+            let response = client.create(request).await.map_err(|status| {
+                format!(
+                    "preload Create failed: {:?}: {}",
+                    status.code(),
+                    runner::with_causes(status.message(), std::error::Error::source(&status))
+                )
+            })?;
             let connector =
                 response.into_inner().connector_view.and_then(|view| view.connector).ok_or("preload Create returned no connector")?;
             Ok((connector.id, connector.etag))

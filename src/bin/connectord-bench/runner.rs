@@ -11,6 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use rustls::pki_types::{CertificateDer, pem::PemObject};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use crate::{
@@ -145,6 +146,10 @@ pub async fn connect(endpoint: &str, ca_cert: Option<&Path>, count: usize) -> Re
                 return Err(format!("--ca-cert needs an https:// endpoint, not {}", endpoint.uri()));
             }
             let pem = std::fs::read(path).map_err(|error| format!("cannot read --ca-cert {}: {error}", path.display()))?;
+            let certificates = CertificateDer::pem_slice_iter(&pem).filter(Result::is_ok).count();
+            if certificates == 0 {
+                return Err(format!("--ca-cert {} contains no PEM certificate", path.display()));
+            }
             let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem));
             endpoint = endpoint.tls_config(tls).map_err(|error| format!("invalid TLS setup: {error}"))?;
         }
@@ -155,11 +160,40 @@ pub async fn connect(endpoint: &str, ca_cert: Option<&Path>, count: usize) -> Re
     }
     let mut channels = Vec::with_capacity(count);
     for _ in 0..count.max(1) {
-        let channel =
-            endpoint.connect().await.map_err(|error| format!("cannot connect to {}: {error}; is the server running?", endpoint.uri()))?;
+        let channel = endpoint.connect().await.map_err(|error| connect_error(endpoint.uri(), &error))?;
         channels.push(channel);
     }
     Ok(channels)
+}
+
+/// Describes a failed connection with every cause tonic wraps, such as a refused
+/// connection or an untrusted certificate, because tonic's own message is only "transport
+/// error".
+fn connect_error(uri: &tonic::codegen::http::Uri, error: &tonic::transport::Error) -> String {
+    use std::error::Error as _;
+
+    let mut message = format!("cannot connect to {uri}: {}", with_causes(&error.to_string(), error.source()));
+    let connection_refused = std::iter::successors(Some(error as &dyn std::error::Error), |error| (*error).source())
+        .filter_map(|error| error.downcast_ref::<std::io::Error>())
+        .any(|error| error.kind() == std::io::ErrorKind::ConnectionRefused);
+    if connection_refused {
+        message.push_str("; is the server running?");
+    }
+    message
+}
+
+/// Joins `message` with the messages of `source` and its own sources.
+pub fn with_causes(message: &str, mut source: Option<&dyn std::error::Error>) -> String {
+    let mut message = message.to_owned();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.ends_with(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
 }
 
 pub async fn run(args: RunArgs) -> Result<ExitCode, String> {

@@ -6,7 +6,10 @@ mod common;
 use std::path::Path;
 
 use common::{TestServer, WAIT_LIMIT};
-use connectord::tls::TlsFiles;
+use connectord::{
+    auth::{Role, TokenFile},
+    tls::TlsFiles,
+};
 use serde_json::Value;
 
 const MEASURED_REQUESTS: u64 = 200;
@@ -163,6 +166,43 @@ async fn bench_connects_over_tls() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success(), "{args:?} succeeded");
         assert!(stderr.contains(expected), "{args:?}: the error does not say {expected:?}: {stderr}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bench_sends_the_api_token() {
+    let directory = tempfile::TempDir::new().expect("create a temporary directory");
+    let tokens_file = directory.path().join("tokens.jsonl");
+    let token = TokenFile::new(&tokens_file).create("bench", Role::Editor).expect("create a token");
+    let token_file = directory.path().join("token.txt");
+    std::fs::write(&token_file, format!("{token}\n")).expect("write the token file");
+    let empty_file = directory.path().join("empty.txt");
+    std::fs::write(&empty_file, "").expect("write an empty file");
+    let server = TestServer::start_with(|options| options.tokens_file = Some(tokens_file.clone())).await;
+    let endpoint = format!("http://{}", server.addr);
+    let requests = MEASURED_REQUESTS.to_string();
+
+    let mut args = run_args(&endpoint, "update", &requests, PRELOAD);
+    args.extend(["--token-file", path_text(&token_file)]);
+    assert_clean_report(&run_bench(&args).await, "update");
+
+    let cases = [(None, "pass an API token with --token-file"), (Some(&empty_file), "is empty")];
+    for (file, expected) in cases {
+        let mut args = run_args(&endpoint, "get", &requests, PRELOAD);
+        if let Some(path) = file {
+            args.extend(["--token-file", path_text(path)]);
+        }
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_connectord-bench"))
+            .args(&args)
+            .kill_on_drop(true)
+            .output()
+            .await
+            .expect("connectord-bench starts");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?} succeeded");
+        assert!(stderr.contains(expected), "{args:?}: the error does not say {expected:?}: {stderr}");
+        assert!(!stderr.contains(&token), "the token appeared in the output");
     }
     server.stop().await;
 }

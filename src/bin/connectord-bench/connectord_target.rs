@@ -6,7 +6,11 @@ use connectord::{
     api::page_token,
     pb::{self, connector_service_client::ConnectorServiceClient},
 };
-use tonic::transport::Channel;
+use tonic::{
+    metadata::{AsciiMetadataValue, MetadataValue},
+    service::{Interceptor, interceptor::InterceptedService},
+    transport::Channel,
+};
 
 use crate::{
     RunArgs,
@@ -20,9 +24,55 @@ pub const PAGE_SIZE: usize = 100;
 /// Catalog id of every connector the benchmark creates.
 const CATALOG_ID: &str = "bench";
 
+/// A connector client that sends the API token, if there is one.
+type Client = ConnectorServiceClient<InterceptedService<Channel, BearerToken>>;
+
+/// Adds `authorization: Bearer <token>` to every request when a token is set.
+#[derive(Clone, Default)]
+pub struct BearerToken(Option<AsciiMetadataValue>);
+
+impl BearerToken {
+    /// Reads the token from the first line of `path`.
+    pub fn read(path: &std::path::Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|error| format!("cannot read --token-file {}: {error}", path.display()))?;
+        let token = text.lines().next().unwrap_or_default().trim();
+        if token.is_empty() {
+            return Err(format!("--token-file {} is empty: its first line must be the API token", path.display()));
+        }
+        // The parse error names no reason, so the message states it, without the token.
+        let value = MetadataValue::try_from(format!("Bearer {token}"))
+            .map_err(|_| format!("--token-file {}: the token contains characters not allowed in a header", path.display()))?;
+        Ok(Self(Some(value)))
+    }
+}
+
+/// The open connections and the token that every client sends over them.
+#[derive(Clone)]
+struct Connections {
+    channels: Vec<Channel>,
+    token: BearerToken,
+}
+
+impl Connections {
+    /// Returns a client on connection `index`, round-robin.
+    fn client(&self, index: usize) -> Client {
+        let channel = self.channels[index % self.channels.len()].clone();
+        ConnectorServiceClient::with_interceptor(channel, self.token.clone())
+    }
+}
+
+impl Interceptor for BearerToken {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request.metadata_mut().insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
 /// One client: its own stream of unique create keys and its own share of keys to update.
 pub struct ConnectordClient {
-    client: ConnectorServiceClient<Channel>,
+    client: Client,
     keys: Arc<KeySet>,
     /// App of new connectors.
     create_app_id: Arc<str>,
@@ -58,11 +108,17 @@ pub async fn prepare(
 ) -> Result<(Vec<ConnectordClient>, usize), String> {
     let app_id = args.app_id.clone().unwrap_or_else(|| format!("bench-{run_id}"));
     let description: Arc<str> = description_of(args.value_size).into();
+    let token = match &args.token_file {
+        Some(path) => BearerToken::read(path)?,
+        None => BearerToken::default(),
+    };
+    let connections = Connections { channels: channels.to_vec(), token };
 
     let keys = match &args.keys_file {
         Some(path) => KeySet::read_file(path)?,
         None => {
-            let preloaded = preload_connectors(channels, &app_id, &description, run_id, preload, args.concurrency, hard_stop).await?;
+            let preloaded =
+                preload_connectors(connections.clone(), &app_id, &description, run_id, preload, args.concurrency, hard_stop).await?;
             let (ids, etags) = preloaded.into_iter().unzip();
             KeySet::new(vec![AppKeys { app_id: app_id.clone(), ids, etags }])
         }
@@ -85,7 +141,7 @@ pub async fn prepare(
                 })
                 .collect();
             ConnectordClient {
-                client: ConnectorServiceClient::new(channels[index % channels.len()].clone()),
+                client: connections.client(index),
                 keys: Arc::clone(&keys),
                 create_app_id: Arc::clone(&create_app_id),
                 description: Arc::clone(&description),
@@ -102,7 +158,7 @@ pub async fn prepare(
 
 /// Creates `count` connectors in `app_id` and returns their ids and etags.
 async fn preload_connectors(
-    channels: &[Channel],
+    connections: Connections,
     app_id: &str,
     description: &Arc<str>,
     run_id: &str,
@@ -110,17 +166,20 @@ async fn preload_connectors(
     concurrency: usize,
     hard_stop: Instant,
 ) -> Result<Vec<(String, String)>, String> {
-    let channels = channels.to_vec();
     let app_id = app_id.to_owned();
     let run_id = run_id.to_owned();
     let description = Arc::clone(description);
     run_concurrently(count, concurrency, hard_stop, move |index| {
-        let mut client = ConnectorServiceClient::new(channels[index % channels.len()].clone());
+        let mut client = connections.client(index);
         let request = create_request(&app_id, &description, &format!("{run_id}-preload-{index}"));
         async move {
             let response = client.create(request).await.map_err(|status| {
+                let hint = match status.code() {
+                    tonic::Code::Unauthenticated => "; pass an API token with --token-file",
+                    _ => "",
+                };
                 format!(
-                    "preload Create failed: {:?}: {}",
+                    "preload Create failed: {:?}: {}{hint}",
                     status.code(),
                     runner::with_causes(status.message(), std::error::Error::source(&status))
                 )

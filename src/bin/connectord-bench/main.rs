@@ -88,6 +88,11 @@ pub struct RunArgs {
     #[arg(long)]
     pub ca_cert: Option<std::path::PathBuf>,
 
+    /// File whose first line is an API token, sent as `authorization: Bearer <token>` to a
+    /// server started with --tokens-file. connectord only; the token is never printed.
+    #[arg(long)]
+    pub token_file: Option<std::path::PathBuf>,
+
     /// Requests in flight at once (closed loop: each client sends its next request when the
     /// previous one returns).
     #[arg(long, default_value_t = 64)]

@@ -221,6 +221,9 @@ pub async fn run(args: RunArgs) -> Result<ExitCode, String> {
             if args.keys_file.is_some() {
                 return Err("--keys-file works only with --target connectord".into());
             }
+            if args.token_file.is_some() {
+                return Err("--token-file works only with --target connectord".into());
+            }
             let (clients, value_bytes) = crate::etcd_target::prepare(&args, &channels, &run_id, preload, hard_stop).await?;
             (clients.into_iter().map(Client::Etcd).collect::<Vec<_>>(), preload, value_bytes)
         }

@@ -80,6 +80,7 @@ contract!(
     request_ids_are_scoped_to_the_app,
     list_pages_in_id_order,
     list_skips_deleted_by_default,
+    list_pages_past_many_deleted,
     stale_revision_conflicts,
     missing_record_with_revision_is_not_found,
     new_record_that_exists_conflicts,
@@ -264,6 +265,41 @@ async fn list_skips_deleted_by_default(store: Arc<dyn Store>) {
     assert_eq!(store.list_connectors("app", None, 10, false).await.unwrap(), vec![kept.clone()]);
     assert_eq!(store.list_connectors("app", None, 10, true).await.unwrap(), vec![kept, deleted.clone()]);
     assert_eq!(store.get_connector(&removed.key()).await.unwrap(), Some(deleted));
+}
+
+async fn list_pages_past_many_deleted(store: Arc<dyn Store>) {
+    // Long runs of deleted connectors, longer than a page and than any scan limit a
+    // backend may have, between and after live ones.
+    let deleted_ranges = [3..60, 64..65, 70..150, 160..200];
+    let mut live = Vec::new();
+    for number in 0..200 {
+        let id = format!("c{number:03}");
+        let inserted = insert(&store, "app", &id).await;
+        if deleted_ranges.iter().any(|range| range.contains(&number)) {
+            let mut deleted = bumped(&inserted, |connector| &mut connector.revision);
+            deleted.deleted_at = Some(at(5));
+            store.apply(&Batch::replace_connector(deleted, inserted.revision)).await.unwrap();
+        } else {
+            live.push(id);
+        }
+    }
+
+    for page_size in [1, 2, 7, 100] {
+        let mut listed = Vec::new();
+        let mut after: Option<String> = None;
+        for _ in 0..=live.len() {
+            let page = store.list_connectors("app", after.as_deref(), page_size, false).await.unwrap();
+            let Some(last) = page.last() else { break };
+            after = Some(last.id.clone());
+            let full = page.len() == page_size;
+            listed.extend(page.into_iter().map(|connector| connector.id));
+            if !full {
+                break;
+            }
+        }
+        assert_eq!(listed, live, "pages of {page_size}");
+    }
+    assert_eq!(store.list_connectors("app", None, 300, true).await.unwrap().len(), 200);
 }
 
 async fn stale_revision_conflicts(store: Arc<dyn Store>) {

@@ -632,11 +632,8 @@ impl Store for SledStore {
             return Ok(page);
         }
 
-        // The records are read in key order, deleted ones skipped, which saves a lookup per
-        // connector over reading the live index. Past MAX_SKIPPED_DELETED deleted records
-        // the page goes on from the live index, so that many deleted connectors cannot make
-        // a page cost more than about its size. A short page would tell the caller that the
-        // list has ended, so both loops read on until the page is full.
+        // Reading the records in order needs no lookup per connector; past many deleted ones
+        // the live index is cheaper. Both loops fill the page, since a short page ends a list.
         if limit == 0 {
             return Ok(page);
         }

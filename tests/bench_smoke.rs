@@ -31,6 +31,19 @@ async fn run_bench(args: &[&str]) -> Value {
     serde_json::from_str(stdout.trim()).unwrap_or_else(|error| panic!("report is not JSON ({error}): {stdout}\n{stderr}"))
 }
 
+/// Runs connectord-bench with `args`, expects it to fail, and returns its standard error.
+async fn run_bench_failing(args: &[&str]) -> String {
+    let output = tokio::time::timeout(
+        WAIT_LIMIT,
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_connectord-bench")).args(args).kill_on_drop(true).output(),
+    )
+    .await
+    .expect("connectord-bench finishes within the wait limit")
+    .expect("connectord-bench starts");
+    assert!(!output.status.success(), "connectord-bench {args:?} succeeded");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
 /// Arguments of a short `run`; `keys` is `--preload N` or `--keys-file FILE`.
 fn run_args<'a>(endpoint: &'a str, workload: &'a str, requests: &'a str, keys: [&'a str; 2]) -> Vec<&'a str> {
     let mut args = vec![
@@ -157,14 +170,7 @@ async fn bench_connects_over_tls() {
         if let Some(path) = ca_cert {
             args.extend(["--ca-cert", path_text(path)]);
         }
-        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_connectord-bench"))
-            .args(&args)
-            .kill_on_drop(true)
-            .output()
-            .await
-            .expect("connectord-bench starts");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(!output.status.success(), "{args:?} succeeded");
+        let stderr = run_bench_failing(&args).await;
         assert!(stderr.contains(expected), "{args:?}: the error does not say {expected:?}: {stderr}");
     }
     server.stop().await;
@@ -193,14 +199,7 @@ async fn bench_sends_the_api_token() {
         if let Some(path) = file {
             args.extend(["--token-file", path_text(path)]);
         }
-        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_connectord-bench"))
-            .args(&args)
-            .kill_on_drop(true)
-            .output()
-            .await
-            .expect("connectord-bench starts");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(!output.status.success(), "{args:?} succeeded");
+        let stderr = run_bench_failing(&args).await;
         assert!(stderr.contains(expected), "{args:?}: the error does not say {expected:?}: {stderr}");
         assert!(!stderr.contains(&token), "the token appeared in the output");
     }

@@ -126,14 +126,8 @@ where
     ReceiverStream::new(receiver)
 }
 
-/// An accepted TLS connection.
-///
-/// tokio-rustls encrypts and sends every write at once, as one or more TLS records. A
-/// connection that reports vectored writes makes HTTP/2 (h2 0.4) send a small data frame
-/// on its own and the trailers behind it in a second write, so each unary response cost
-/// two records and two socket writes. This wrapper reports no vectored writes: h2 then
-/// copies small frames into its buffer, and HTTP/1.1 (hyper) does the same with small
-/// bodies, so a response leaves in one record.
+/// An accepted TLS connection that reports no vectored writes, so HTTP/2 and HTTP/1.1 copy
+/// a small response into one buffer and tokio-rustls sends it as one record in one write.
 pub struct TlsConnection<IO>(TlsStream<IO>);
 
 impl<IO: Connected + AsyncRead + AsyncWrite + Unpin> Connected for TlsConnection<IO> {

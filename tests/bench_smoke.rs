@@ -16,15 +16,20 @@ const MEASURED_REQUESTS: u64 = 200;
 /// Keys created before measuring: more than the clients, so each client owns keys to update.
 const PRELOAD: [&str; 2] = ["--preload", "150"];
 
-/// Runs connectord-bench with `args` and returns its JSON report.
-async fn run_bench(args: &[&str]) -> Value {
-    let output = tokio::time::timeout(
+/// Runs connectord-bench with `args` and returns its exit status and output.
+async fn bench_output(args: &[&str]) -> std::process::Output {
+    tokio::time::timeout(
         WAIT_LIMIT,
         tokio::process::Command::new(env!("CARGO_BIN_EXE_connectord-bench")).args(args).kill_on_drop(true).output(),
     )
     .await
     .expect("connectord-bench finishes within the wait limit")
-    .expect("connectord-bench starts");
+    .expect("connectord-bench starts")
+}
+
+/// Runs connectord-bench with `args` and returns its JSON report.
+async fn run_bench(args: &[&str]) -> Value {
+    let output = bench_output(args).await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "connectord-bench {args:?} failed: {}\n{stderr}", output.status);
     let stdout = String::from_utf8(output.stdout).expect("the report is UTF-8");
@@ -33,13 +38,7 @@ async fn run_bench(args: &[&str]) -> Value {
 
 /// Runs connectord-bench with `args`, expects it to fail, and returns its standard error.
 async fn run_bench_failing(args: &[&str]) -> String {
-    let output = tokio::time::timeout(
-        WAIT_LIMIT,
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_connectord-bench")).args(args).kill_on_drop(true).output(),
-    )
-    .await
-    .expect("connectord-bench finishes within the wait limit")
-    .expect("connectord-bench starts");
+    let output = bench_output(args).await;
     assert!(!output.status.success(), "connectord-bench {args:?} succeeded");
     String::from_utf8_lossy(&output.stderr).into_owned()
 }

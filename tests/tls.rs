@@ -191,7 +191,7 @@ impl AsyncWrite for CountingConnection {
 }
 
 #[tokio::test]
-async fn unary_response_over_tls_leaves_in_one_write() {
+async fn tls_response_takes_one_write() {
     const CALLS: usize = 20;
     let pki = generate_pki();
     let acceptor = connectord::tls::acceptor(&without_client_ca(&pki.files)).unwrap();

@@ -632,8 +632,8 @@ impl Store for SledStore {
             return Ok(page);
         }
 
-        // Reading the records in order needs no lookup per connector; past many deleted ones
-        // the live index is cheaper. Both loops fill the page, since a short page ends a list.
+        // Reading the records in order needs no lookup per connector, but past many deleted
+        // ones the live index is cheaper. Both loops fill the page, because a short one ends a list.
         if limit == 0 {
             return Ok(page);
         }

@@ -1,5 +1,6 @@
 //! connectord-bench against a test server: every workload completes a few hundred requests
-//! without errors and prints a valid JSON report. No timing is asserted.
+//! without errors and prints a valid JSON report. The disk probe runs on a temporary
+//! directory. No timing is asserted.
 
 mod common;
 
@@ -203,6 +204,37 @@ async fn bench_sends_the_api_token() {
         assert!(!stderr.contains(&token), "the token appeared in the output");
     }
     server.stop().await;
+}
+
+#[tokio::test]
+async fn disk_probe_reports_each_pause() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let dir_text = path_text(dir.path());
+    let report =
+        run_bench(&["disk", "--dir", dir_text, "--writes", "20", "--write-size", "512", "--pauses-micros", "0,30", "--json"]).await;
+
+    let results = report["results"].as_array().expect("results is an array");
+    assert_eq!(results.len(), 2, "one result per pause: {report}");
+    for (result, pause) in results.iter().zip([0, 30]) {
+        assert_eq!(result["pause_micros"], pause, "{result}");
+        assert_eq!(result["writes"], 20, "{result}");
+        let p50 = result["p50"].as_u64().expect("p50 is a number");
+        let max = result["max"].as_u64().expect("max is a number");
+        assert!(p50 >= 1, "an fdatasync took no time: {result}");
+        assert!(p50 <= max, "p50 above max: {result}");
+    }
+    let left: Vec<_> = std::fs::read_dir(dir.path()).expect("the directory is readable").collect();
+    assert!(left.is_empty(), "the probe file was not removed: {left:?}");
+
+    for (args, expected) in [
+        (vec!["disk", "--dir", dir_text, "--writes", "0"], "--writes must be between 1 and"),
+        (vec!["disk", "--dir", dir_text, "--pauses-micros", "200000"], "--pauses-micros values must be at most"),
+        (vec!["disk", "--dir", dir_text, "--writes", "100000", "--write-size", "1048576"], "lower one of them"),
+        (vec!["disk", "--dir", "/nonexistent/connectord-bench"], "is not a directory"),
+    ] {
+        let stderr = run_bench_failing(&args).await;
+        assert!(stderr.contains(expected), "{args:?}: the error does not say {expected:?}: {stderr}");
+    }
 }
 
 fn path_text(path: &Path) -> &str {

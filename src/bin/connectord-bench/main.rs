@@ -5,6 +5,7 @@
 //! data directory, and `startup` times a server from spawn to a SERVING health check.
 
 mod connectord_target;
+mod disk;
 mod etcd_target;
 mod keys;
 mod load;
@@ -43,6 +44,9 @@ enum Command {
     Load(load::LoadArgs),
     /// Spawn a server command, time it until its health check reports SERVING, then stop it.
     Startup(startup::StartupArgs),
+    /// Time small appends made durable with fdatasync, back to back and with pauses between
+    /// them, to see how the disk under a data directory behaves.
+    Disk(disk::DiskArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -161,7 +165,7 @@ fn main() -> ExitCode {
     let threads = match &cli.command {
         Command::Run(args) => args.threads,
         Command::Load(args) => args.threads,
-        Command::Startup(_) => Some(1),
+        Command::Startup(_) | Command::Disk(_) => Some(1),
     };
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Some(threads) = threads {
@@ -179,6 +183,7 @@ fn main() -> ExitCode {
             Command::Run(args) => runner::run(args).await,
             Command::Load(args) => load::run(args).await,
             Command::Startup(args) => startup::run(args).await,
+            Command::Disk(args) => disk::run(&args),
         }
     });
     match result {

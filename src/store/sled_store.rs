@@ -948,6 +948,46 @@ mod tests {
         reopened.close().await.unwrap();
     }
 
+    /// A batch that cannot start a log segment is rejected with nothing left behind, and the
+    /// writer checks later writes without it.
+    #[tokio::test]
+    async fn batch_rejected_before_logging_leaves_no_trace() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = SledStore::open(&SledStoreOptions::new(directory.path())).unwrap();
+        // One record that leaves less room in its segment than the next batch reserves.
+        let filler = usize::try_from(wal::SEGMENT_BYTES).unwrap() - 512 * 1024;
+        store.insert_connector(&Connector { description: "x".repeat(filler), ..connector("large") }, None).await.unwrap();
+
+        let wal_dir = directory.path().join(WAL_DIR);
+        let segments = wal::segments(&wal_dir).unwrap();
+        assert_eq!(segments.len(), 1, "{segments:?}");
+        let first: u64 = segments[0].file_stem().unwrap().to_str().unwrap().parse().unwrap();
+        let mut records = 0;
+        wal::read_segment(&segments[0], |_, _| {
+            records += 1;
+            Ok(())
+        })
+        .unwrap();
+        // A file in place of the next segment makes starting that segment fail.
+        let blocker = wal_dir.join(format!("{:020}.wal", first + records));
+        std::fs::write(&blocker, b"").unwrap();
+
+        let error = store.insert_connector(&connector("b"), None).await.unwrap_err();
+        assert!(error.to_string().contains("starting a log segment"), "{error}");
+        assert!(store.get_connector(&ConnectorKey::new("app", "b")).await.unwrap().is_none());
+
+        std::fs::remove_file(&blocker).unwrap();
+        let retried = store.insert_connector(&connector("b"), None).await.unwrap();
+        assert!(matches!(retried, Inserted::Created), "the rejected insert is still visible to the writer");
+        assert_eq!(ids(&store.list_connectors("app", None, 10, true).await.unwrap()), [("b", 1), ("large", 1)]);
+        store.close().await.unwrap();
+        drop(store);
+
+        let reopened = reopen(directory.path()).await;
+        assert_eq!(ids(&reopened.list_connectors("app", None, 10, true).await.unwrap()), [("b", 1), ("large", 1)]);
+        reopened.close().await.unwrap();
+    }
+
     /// Replaying records that sled already contains leaves every key with its last value.
     #[tokio::test]
     async fn replay_over_flushed_writes_changes_nothing() {

@@ -392,7 +392,7 @@ async fn verify(
     let all = list_all(&mut client, true).await;
     let live: BTreeSet<String> = list_all(&mut client, false).await.into_keys().collect();
 
-    // The live index must list exactly the connectors whose record is not deleted.
+    // The live list must contain exactly the connectors whose record is not deleted.
     for id in &live {
         if !all.contains_key(id) {
             eprintln!("index mismatch: {id} is listed as live but has no record");
@@ -411,7 +411,7 @@ async fn verify(
     for (id, connector) in &all {
         let deleted = connector.deleted_at.is_some();
         if deleted == live.contains(id) {
-            eprintln!("index mismatch: {id} deleted={deleted} but live index entry present={}", live.contains(id));
+            eprintln!("index mismatch: {id} deleted={deleted} but listed as live={}", live.contains(id));
             totals.index_mismatches += 1;
         }
         if checked_with_get.contains(id) {

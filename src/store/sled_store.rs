@@ -1,8 +1,9 @@
 //! [`Store`] on an embedded sled database.
 //!
 //! Trees, with `/` standing for a `\0` separator and `t` for a big-endian nanosecond time:
-//! - `connectors`: `app/id` → encoded connector, deleted ones included;
-//! - `live_connectors`: `app/id` → empty, present while the connector is not deleted;
+//! - `connectors`: `app/id` → encoded connector, for connectors that are not deleted;
+//! - `deleted_connectors`: `app/id` → encoded connector, for soft-deleted ones;
+//! - `live_connectors`: empty since layout 3 (see `Trees::live_connectors`);
 //! - `request_ids`: `app/request_id` → the connector id it created and when;
 //! - `schedule_due`: `t app/id` → empty, the next scheduled run of a live connector;
 //! - `syncs`: `app/connector/sync_id` → encoded sync;
@@ -48,9 +49,6 @@ mod writer;
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);
 /// Directory of the write-ahead log inside the data directory.
 const WAL_DIR: &str = "wal";
-/// Deleted connectors that a page of live ones skips in the connectors tree before it
-/// reads the live-connector index instead.
-const MAX_SKIPPED_DELETED: usize = 32;
 
 /// Default size of sled's page cache in bytes.
 pub const DEFAULT_CACHE_CAPACITY_BYTES: u64 = 256 * 1024 * 1024;
@@ -90,7 +88,7 @@ pub struct OpenError {
 
 pub struct SledStore {
     connectors: sled::Tree,
-    live_connectors: sled::Tree,
+    deleted_connectors: sled::Tree,
     request_ids: sled::Tree,
     schedule_due: sled::Tree,
     syncs: sled::Tree,
@@ -128,7 +126,7 @@ impl SledStore {
             .flush_every_ms(None)
             .open()
             .map_err(|error| open_error(describe_open_error(&error)))?;
-        check_format_marker(&db, existed).map_err(open_error)?;
+        let layout = check_format_marker(&db, existed).map_err(open_error)?;
         let open_tree = |name: &str| db.open_tree(name).map_err(|error| open_error(format!("cannot open tree {name}: {error}")));
         let trees = Trees {
             connectors: open_tree("connectors")?,
@@ -141,11 +139,15 @@ impl SledStore {
             sync_request_ids: open_tree("sync_request_ids")?,
             credentials: open_tree("credentials")?,
             credential_clients: open_tree("credential_clients")?,
+            deleted_connectors: open_tree("deleted_connectors")?,
         };
 
         let data_file = options.path.join("db");
         let wal_dir = options.path.join(WAL_DIR);
         let next_record = replay_log(&db, &trees, &wal_dir, &data_file).map_err(open_error)?;
+        if layout < FORMAT_VERSION {
+            upgrade_layout(&db, &trees, layout, &data_file).map_err(open_error)?;
+        }
         let wal = if options.unsafe_skip_flush_for_tests {
             None
         } else {
@@ -170,7 +172,7 @@ impl SledStore {
 
         Ok(Self {
             connectors: trees.connectors,
-            live_connectors: trees.live_connectors,
+            deleted_connectors: trees.deleted_connectors,
             request_ids: trees.request_ids,
             schedule_due: trees.schedule_due,
             syncs: trees.syncs,
@@ -202,10 +204,20 @@ impl SledStore {
     }
 
     fn read_connector(&self, key: &[u8]) -> Result<Option<Connector>, StoreError> {
-        match self.connectors.get(key).map_err(backend_error)? {
-            Some(bytes) => decode_connector(key, &bytes).map(Some),
-            None => Ok(None),
+        if let Some(bytes) = self.connectors.get(key).map_err(backend_error)? {
+            return decode_connector(key, &bytes).map(Some);
         }
+        // A delete moves the record to the other tree, and the gate keeps this read from
+        // falling between the two halves of the move.
+        let _gate = self.read_gate();
+        let bytes = match self.connectors.get(key).map_err(backend_error)? {
+            Some(bytes) => bytes,
+            None => match self.deleted_connectors.get(key).map_err(backend_error)? {
+                Some(bytes) => bytes,
+                None => return Ok(None),
+            },
+        };
+        decode_connector(key, &bytes).map(Some)
     }
 
     fn read_sync(&self, key: &[u8]) -> Result<Option<SyncRun>, StoreError> {
@@ -303,7 +315,7 @@ fn replay_log(db: &sled::Db, trees: &Trees, wal_dir: &Path, data_file: &Path) ->
 }
 
 /// Applies the changes of one log record.
-fn replay_record(trees: &[&sled::Tree; 10], payload: &[u8]) -> Result<(), String> {
+fn replay_record(trees: &[&sled::Tree; 11], payload: &[u8]) -> Result<(), String> {
     for change in wal::decode_changes(payload)? {
         let (number, key) = match change {
             wal::Change::Put { tree, key, .. } | wal::Change::Remove { tree, key } => (usize::from(tree), key),
@@ -458,10 +470,13 @@ impl SledStore {
     pub fn snapshot(&self) -> Result<super::migrate::Snapshot, StoreError> {
         let read_error = |tree: &str, error: sled::Error| StoreError::Backend(format!("reading tree {tree} failed: {error}"));
         let mut snapshot = super::migrate::Snapshot::default();
-        for entry in self.connectors.iter() {
-            let (key, value) = entry.map_err(|error| read_error("connectors", error))?;
-            snapshot.connectors.push(decode_connector(&key, &value)?);
+        for (name, tree) in [("connectors", &self.connectors), ("deleted_connectors", &self.deleted_connectors)] {
+            for entry in tree.iter() {
+                let (key, value) = entry.map_err(|error| read_error(name, error))?;
+                snapshot.connectors.push(decode_connector(&key, &value)?);
+            }
         }
+        snapshot.connectors.sort_by(|left, right| (&left.app_id, &left.id).cmp(&(&right.app_id, &right.id)));
         for entry in self.syncs.iter() {
             let (key, value) = entry.map_err(|error| read_error("syncs", error))?;
             snapshot.syncs.push(decode_sync(&key, &value)?);
@@ -507,22 +522,17 @@ fn flush_durably(db: &sled::Db, data_file: &Path) -> Result<(), StoreError> {
 /// Key in sled's default tree that names the layout version of the data directory.
 const FORMAT_MARKER_KEY: &[u8] = b"connectord.format";
 /// Layout version written by this build. Version 2 added the write-ahead log, which an
-/// older build would ignore.
-const FORMAT_VERSION: u8 = 2;
+/// older build would ignore. Version 3 keeps deleted connectors in a tree of their own.
+const FORMAT_VERSION: u8 = 3;
 /// Oldest layout version that this build opens and upgrades.
 const OLDEST_FORMAT_VERSION: u8 = 1;
 
-/// Writes the format marker into a new database, or checks it in an existing one.
-fn check_format_marker(db: &sled::Db, existed: bool) -> Result<(), String> {
+/// Writes the format marker into a new database, or checks it in an existing one, and
+/// returns the directory's layout version. An older one is upgraded by [`upgrade_layout`].
+fn check_format_marker(db: &sled::Db, existed: bool) -> Result<u8, String> {
     let marker = db.get(FORMAT_MARKER_KEY).map_err(|error| describe_open_error(&error))?;
     match marker.as_deref() {
-        Some([version]) if *version == FORMAT_VERSION => Ok(()),
-        Some([version]) if (OLDEST_FORMAT_VERSION..FORMAT_VERSION).contains(version) => {
-            db.insert(FORMAT_MARKER_KEY, &[FORMAT_VERSION]).map_err(|error| describe_open_error(&error))?;
-            db.flush().map_err(|error| describe_open_error(&error))?;
-            tracing::info!(from = *version, to = FORMAT_VERSION, "upgraded the data directory's layout");
-            Ok(())
-        }
+        Some([version]) if (OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(version) => Ok(*version),
         Some([version]) if *version > FORMAT_VERSION => {
             Err(format!("the data was written by a newer connectord (layout version {version}, this build reads {FORMAT_VERSION})"))
         }
@@ -536,9 +546,49 @@ fn check_format_marker(db: &sled::Db, existed: bool) -> Result<(), String> {
         None => {
             db.insert(FORMAT_MARKER_KEY, &[FORMAT_VERSION]).map_err(|error| describe_open_error(&error))?;
             db.flush().map_err(|error| describe_open_error(&error))?;
-            Ok(())
+            Ok(FORMAT_VERSION)
         }
     }
+}
+
+/// Brings a directory of an older layout to [`FORMAT_VERSION`], after its log was replayed.
+/// The marker changes only once the data is flushed, so an upgrade cut short by a crash
+/// runs again at the next open and finishes.
+fn upgrade_layout(db: &sled::Db, trees: &Trees, from: u8, data_file: &Path) -> Result<(), String> {
+    let mut moved = 0;
+    if from < 3 {
+        moved = move_deleted_connectors(trees)?;
+    }
+    flush_durably(db, data_file).map_err(|error| format!("cannot flush the upgraded data: {error}"))?;
+    db.insert(FORMAT_MARKER_KEY, &[FORMAT_VERSION]).map_err(|error| describe_open_error(&error))?;
+    flush_durably(db, data_file).map_err(|error| format!("cannot flush the new format marker: {error}"))?;
+    tracing::info!(from, to = FORMAT_VERSION, moved_deleted_connectors = moved, "upgraded the data directory's layout");
+    Ok(())
+}
+
+/// Moves every deleted connector from `connectors` to `deleted_connectors` and empties the
+/// live-connector index of layout 2. Returns how many connectors moved.
+fn move_deleted_connectors(trees: &Trees) -> Result<u64, String> {
+    let read_error = |error: sled::Error| format!("cannot read the connectors for the upgrade: {}", describe_open_error(&error));
+    let write_error = |error: sled::Error| format!("cannot move a deleted connector: {}", describe_open_error(&error));
+    let mut deleted = Vec::new();
+    for entry in trees.connectors.iter() {
+        let (key, bytes) = entry.map_err(read_error)?;
+        let connector = decode_connector(&key, &bytes).map_err(|error| error.to_string())?;
+        if connector.is_deleted() {
+            deleted.push(key);
+        }
+    }
+    // The copy comes first, so a crash in between leaves the record in both trees, and
+    // the upgrade's next run moves it again.
+    for key in &deleted {
+        if let Some(bytes) = trees.connectors.get(key).map_err(read_error)? {
+            trees.deleted_connectors.insert(key, bytes).map_err(write_error)?;
+            trees.connectors.remove(key).map_err(write_error)?;
+        }
+    }
+    trees.live_connectors.clear().map_err(write_error)?;
+    Ok(deleted.len() as u64)
 }
 
 fn describe_open_error(error: &sled::Error) -> String {
@@ -624,7 +674,13 @@ impl Store for SledStore {
         let range = (start, Bound::Excluded(end));
 
         let mut page = Vec::with_capacity(limit);
-        if include_deleted {
+        if limit == 0 {
+            return Ok(page);
+        }
+        // The gate keeps a page from showing half of a batch, or a connector that a delete
+        // is moving between the trees in neither or both of them.
+        let _gate = self.read_gate();
+        if !include_deleted {
             for entry in self.connectors.range(range).take(limit) {
                 let (key, bytes) = entry.map_err(backend_error)?;
                 page.push(decode_connector(&key, &bytes)?);
@@ -632,47 +688,23 @@ impl Store for SledStore {
             return Ok(page);
         }
 
-        // Reading the records in order needs no lookup per connector, but past many deleted
-        // ones the live index is cheaper. Both loops fill the page, because a short one ends a list.
-        if limit == 0 {
-            return Ok(page);
-        }
-        let _gate = self.read_gate();
-        let mut skipped = 0;
-        let mut resume_after = None;
-        for entry in self.connectors.range(range) {
+        // Both trees are in key order, so merging them gives the page in id order.
+        let mut live = self.connectors.range(range.clone()).peekable();
+        let mut deleted = self.deleted_connectors.range(range).peekable();
+        while page.len() < limit {
+            let take_live = match (live.peek(), deleted.peek()) {
+                (None, None) => break,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (Some(Ok((live_key, _))), Some(Ok((deleted_key, _)))) => live_key < deleted_key,
+                // Take the failed one, so that its error is returned below.
+                (Some(Err(_)), _) => true,
+                (_, Some(Err(_))) => false,
+            };
+            let next = if take_live { live.next() } else { deleted.next() };
+            let Some(entry) = next else { break };
             let (key, bytes) = entry.map_err(backend_error)?;
-            let connector = decode_connector(&key, &bytes)?;
-            if !connector.is_deleted() {
-                page.push(connector);
-                if page.len() == limit {
-                    return Ok(page);
-                }
-                continue;
-            }
-            skipped += 1;
-            if skipped > MAX_SKIPPED_DELETED {
-                resume_after = Some(key.to_vec());
-                break;
-            }
-        }
-        let Some(resume_after) = resume_after else {
-            return Ok(page);
-        };
-        let mut end = app_id.as_bytes().to_vec();
-        end.push(1);
-        for entry in self.live_connectors.range((Bound::Excluded(resume_after), Bound::Excluded(end))) {
-            if page.len() == limit {
-                break;
-            }
-            let (key, _) = entry.map_err(backend_error)?;
-            // A delete between the two reads leaves a deleted record here; skip it as if
-            // the index had been read a moment later.
-            if let Some(connector) = self.read_connector(&key)?
-                && !connector.is_deleted()
-            {
-                page.push(connector);
-            }
+            page.push(decode_connector(&key, &bytes)?);
         }
         Ok(page)
     }
@@ -1050,22 +1082,94 @@ mod tests {
         assert!(error.reason.contains("damaged before its end"), "{error}");
     }
 
-    /// A delete that lands between the index read and the record read of a list must not
-    /// shorten the page, because a short page ends the caller's walk.
+    fn delete(id: &str, revision: u64) -> Batch {
+        let deleted = Connector { deleted_at: Some(Utc::now()), revision: revision + 1, ..connector(id) };
+        Batch { connector: Some(Versioned { record: deleted, expected_revision: Some(revision) }), ..Batch::default() }
+    }
+
+    /// Deleted connectors live in a tree of their own, and pages that include them merge
+    /// both trees in id order.
     #[tokio::test]
-    async fn list_page_stays_full_past_concurrent_delete() {
+    async fn pages_merge_live_and_deleted_connectors() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = SledStore::open(&SledStoreOptions::new(directory.path())).unwrap();
+        for id in ["a", "b", "c", "d", "e"] {
+            store.insert_connector(&connector(id), None).await.unwrap();
+        }
+        store.apply(&delete("b", 1)).await.unwrap();
+        store.apply(&delete("d", 1)).await.unwrap();
+
+        assert!(store.deleted_connectors.contains_key(scoped_key("app", "b")).unwrap());
+        assert!(!store.connectors.contains_key(scoped_key("app", "b")).unwrap());
+        let b = store.get_connector(&ConnectorKey::new("app", "b")).await.unwrap().expect("a deleted connector is still read");
+        assert!(b.is_deleted());
+        assert_eq!(ids(&store.list_connectors("app", None, 10, false).await.unwrap()), [("a", 1), ("c", 1), ("e", 1)]);
+        let all = [("a", 1), ("b", 2), ("c", 1), ("d", 2), ("e", 1)];
+        assert_eq!(ids(&store.list_connectors("app", None, 10, true).await.unwrap()), all);
+        for limit in 1..=5 {
+            for start in 0..5 {
+                let after = (start > 0).then(|| all[start - 1].0);
+                let page = store.list_connectors("app", after, limit, true).await.unwrap();
+                let expected = &all[start..(start + limit).min(all.len())];
+                assert_eq!(ids(&page), expected, "after {after:?}, limit {limit}");
+            }
+        }
+
+        // A second delete of the same record fails on its revision and moves nothing.
+        assert!(matches!(store.apply(&delete("b", 1)).await, Err(StoreError::Conflict(_))));
+        let conflict = store.insert_connector(&connector("d"), None).await.unwrap_err();
+        assert!(matches!(conflict, StoreError::Conflict(_)), "a deleted id was created again: {conflict}");
+        store.close().await.unwrap();
+    }
+
+    /// Opening a layout-2 directory, which kept deleted connectors among the live ones and
+    /// indexed the live ones, moves the deleted ones to their own tree.
+    #[tokio::test]
+    async fn upgrade_moves_deleted_connectors() {
         let directory = tempfile::tempdir().unwrap();
         let store = SledStore::open(&SledStoreOptions::new(directory.path())).unwrap();
         for id in ["a", "b", "c"] {
             store.insert_connector(&connector(id), None).await.unwrap();
         }
-        // The record of b is deleted while its index entry is still there. A list reads this
-        // state when the delete commits between its index read and its record read.
-        let deleted = Connector { deleted_at: Some(Utc::now()), revision: 2, ..connector("b") };
-        store.connectors.insert(scoped_key("app", "b"), encode_connector(&deleted)).unwrap();
+        store.close().await.unwrap();
+        drop(store);
 
-        let page = store.list_connectors("app", None, 2, false).await.unwrap();
-        let ids: Vec<&str> = page.iter().map(|connector| connector.id.as_str()).collect();
-        assert_eq!(ids, ["a", "c"]);
+        // Rewrite the directory into layout 2 with sled itself.
+        let db = open_sled(directory.path()).await;
+        let deleted = Connector { deleted_at: Some(Utc::now()), revision: 2, ..connector("b") };
+        db.open_tree("connectors").unwrap().insert(scoped_key("app", "b"), encode_connector(&deleted)).unwrap();
+        let live_index = db.open_tree("live_connectors").unwrap();
+        for id in ["a", "c"] {
+            live_index.insert(scoped_key("app", id), &[]).unwrap();
+        }
+        db.insert(FORMAT_MARKER_KEY, &[2]).unwrap();
+        db.flush().unwrap();
+        drop((live_index, db));
+
+        let upgraded = reopen(directory.path()).await;
+        assert!(upgraded.deleted_connectors.contains_key(scoped_key("app", "b")).unwrap());
+        assert!(!upgraded.connectors.contains_key(scoped_key("app", "b")).unwrap());
+        assert_eq!(ids(&upgraded.list_connectors("app", None, 10, false).await.unwrap()), [("a", 1), ("c", 1)]);
+        assert_eq!(ids(&upgraded.list_connectors("app", None, 10, true).await.unwrap()), [("a", 1), ("b", 2), ("c", 1)]);
+        upgraded.close().await.unwrap();
+        drop(upgraded);
+
+        let db = open_sled(directory.path()).await;
+        assert_eq!(db.get(FORMAT_MARKER_KEY).unwrap().as_deref(), Some(&[FORMAT_VERSION][..]));
+        assert!(db.open_tree("live_connectors").unwrap().is_empty(), "the layout-2 index was not emptied");
+    }
+
+    /// Opens `path` with sled alone, once the store that had it open let go of its lock.
+    async fn open_sled(path: &Path) -> sled::Db {
+        for _ in 0..100 {
+            match sled::Config::new().path(path).open() {
+                Ok(db) => return db,
+                Err(error) if error.to_string().contains("could not acquire lock") => {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                Err(error) => panic!("{error}"),
+            }
+        }
+        panic!("{} stayed locked for 5 s", path.display());
     }
 }

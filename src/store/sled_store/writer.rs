@@ -50,6 +50,8 @@ const RESERVED_LOG_BYTES: u64 = 1024 * 1024;
 #[derive(Clone)]
 pub(super) struct Trees {
     pub connectors: sled::Tree,
+    /// Written only by builds before layout 3. Log records from such a build still replay
+    /// into it, and the upgrade to layout 3 empties it.
     pub live_connectors: sled::Tree,
     pub request_ids: sled::Tree,
     pub schedule_due: sled::Tree,
@@ -59,12 +61,13 @@ pub(super) struct Trees {
     pub sync_request_ids: sled::Tree,
     pub credentials: sled::Tree,
     pub credential_clients: sled::Tree,
+    pub deleted_connectors: sled::Tree,
 }
 
 impl Trees {
     /// Returns the trees by their number in log records, so existing positions must never
     /// change.
-    pub(super) fn in_order(&self) -> [&sled::Tree; 10] {
+    pub(super) fn in_order(&self) -> [&sled::Tree; 11] {
         [
             &self.connectors,
             &self.live_connectors,
@@ -76,6 +79,7 @@ impl Trees {
             &self.sync_request_ids,
             &self.credentials,
             &self.credential_clients,
+            &self.deleted_connectors,
         ]
     }
 }
@@ -131,7 +135,7 @@ impl Staged<'_, '_> {
 /// All trees plus the changes of the running write, by name.
 struct View<'a, 'b> {
     connectors: Staged<'a, 'b>,
-    live_connectors: Staged<'a, 'b>,
+    deleted_connectors: Staged<'a, 'b>,
     request_ids: Staged<'a, 'b>,
     schedule_due: Staged<'a, 'b>,
     syncs: Staged<'a, 'b>,
@@ -147,7 +151,7 @@ impl<'a, 'b> View<'a, 'b> {
         let staged = |tree, number| Staged { tree, number, scope };
         Self {
             connectors: staged(&trees.connectors, 0),
-            live_connectors: staged(&trees.live_connectors, 1),
+            deleted_connectors: staged(&trees.deleted_connectors, 10),
             request_ids: staged(&trees.request_ids, 2),
             schedule_due: staged(&trees.schedule_due, 3),
             syncs: staged(&trees.syncs, 4),
@@ -443,7 +447,7 @@ fn insert_connector(connector: &NewConnector, view: &View<'_, '_>) -> Result<Ins
         if let Some(existing) = view.request_ids.get(request_key)? {
             let (existing_id, _) = decode_request_id(request_key, &existing)?;
             let existing_key = scoped_key(&connector.app_id, &existing_id);
-            let Some(bytes) = view.connectors.get(&existing_key)? else {
+            let Some(bytes) = stored_connector(view, &existing_key)? else {
                 return Err(StoreError::Corrupt {
                     key: String::from_utf8_lossy(request_key).replace('\0', "/"),
                     reason: format!("request id names missing connector {existing_id}"),
@@ -454,31 +458,48 @@ fn insert_connector(connector: &NewConnector, view: &View<'_, '_>) -> Result<Ins
         }
         view.request_ids.insert(request_key.as_slice(), request_value.as_slice())?;
     }
-    if view.connectors.get(&connector.key)?.is_some() {
+    if stored_connector(view, &connector.key)?.is_some() {
         return Err(StoreError::Conflict(format!("{} already exists", connector.name)));
     }
     view.connectors.insert(connector.key.as_slice(), connector.encoded.as_slice())?;
-    view.live_connectors.insert(&connector.key, &[])?;
     Ok(Inserted::Created)
+}
+
+/// Reads a connector's record, live or deleted.
+fn stored_connector(view: &View<'_, '_>, key: &[u8]) -> Result<Option<IVec>, StoreError> {
+    match view.connectors.get(key)? {
+        Some(bytes) => Ok(Some(bytes)),
+        None => view.deleted_connectors.get(key),
+    }
 }
 
 fn write_connector(write: &Versioned<Connector>, view: &View<'_, '_>) -> Result<(), StoreError> {
     let connector = &write.record;
     let key = connector_key(&connector.key());
-    let stored = view.connectors.get(&key)?;
+    let stored = stored_connector(view, &key)?;
     check_revision(&key, stored.as_deref(), write.expected_revision, &connector.key().to_string())?;
 
+    let mut was_deleted = false;
     if let Some(stored) = &stored {
         let old = decode_connector(&key, stored)?;
+        was_deleted = old.is_deleted();
         if let Some(entry) = schedule_entry(&old, &key) {
             view.schedule_due.remove(&entry)?;
         }
     }
-    view.connectors.insert(&key, &encode_connector(connector))?;
+    // A record moves between the trees with its insert first, so a reader that looks in
+    // `connectors` and then in `deleted_connectors` always finds it.
+    let encoded = encode_connector(connector);
     if connector.is_deleted() {
-        view.live_connectors.remove(key.as_slice())?;
+        view.deleted_connectors.insert(&key, &encoded)?;
+        if stored.is_some() && !was_deleted {
+            view.connectors.remove(key.as_slice())?;
+        }
     } else {
-        view.live_connectors.insert(&key, &[])?;
+        view.connectors.insert(&key, &encoded)?;
+        if was_deleted {
+            view.deleted_connectors.remove(key.as_slice())?;
+        }
     }
     if let Some(entry) = schedule_entry(connector, &key) {
         view.schedule_due.insert(&entry, &[])?;

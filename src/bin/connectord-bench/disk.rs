@@ -1,7 +1,7 @@
-//! Disk probe: times small appends, each made durable with fdatasync, the way connectord's
-//! write-ahead log makes a batch durable. Each pause setting runs its own loop, with the
-//! CPU kept busy during the pause, so that the numbers show what the device does when
-//! durable writes arrive back to back and when they arrive spaced out.
+//! The disk probe times small appends, each made durable with fdatasync, the way
+//! connectord's write-ahead log makes a batch durable. Each pause setting runs its own
+//! loop, with the CPU kept busy during the pause, so that the numbers show what the device
+//! does when durable writes arrive back to back and when they arrive spaced out.
 
 use std::{
     fs::File,
@@ -162,8 +162,8 @@ fn append_durably(file: &File, payload: &[u8], offset: u64) -> Result<(), String
     file.sync_data().map_err(|error| format!("fdatasync of the probe file failed: {error}"))
 }
 
-/// Waits without sleeping, as a server busy with other requests would: a sleep would let
-/// the CPU idle and measure its wake-up time as well.
+/// Waits without sleeping, as a server busy with other requests would. A sleep would let
+/// the CPU idle, and the probe would measure its wake-up time as well.
 fn spin(pause: Duration) {
     let until = Instant::now() + pause;
     while Instant::now() < until {

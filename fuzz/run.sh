@@ -26,6 +26,9 @@ fi
 # arithmetic overflow.
 fuzz_flags=(--sanitizer none --debug-assertions)
 export RUSTC_BOOTSTRAP=1
+# cargo-fuzz has no --locked flag, so it would rewrite a stale lock file without a word.
+# Resolving the fuzz workspace with --locked first turns that into an error.
+(cd "$fuzz_dir" && cargo metadata --locked --format-version 1 > /dev/null)
 cargo fuzz build "${fuzz_flags[@]}"
 
 failed=()

@@ -3,8 +3,9 @@
 //! prost-reflect accepts a `google.protobuf.FieldMask` only as one string of lowerCamel
 //! paths, while clients of this API also send snake_case paths, a list of paths, or the
 //! `{"paths": [...]}` object. The walk here rewrites every FieldMask it finds to the
-//! canonical string, and removes fields that the message type does not define so they are
-//! ignored (as grpc-gateway does) and can be logged.
+//! canonical string. It removes fields that the request's message types do not define, so
+//! they are ignored (as grpc-gateway does) and can be logged. Inside a `google.protobuf.Any`
+//! payload an unknown field is an error instead, because a config must decode as its type.
 
 use prost_reflect::{FieldDescriptor, Kind, MessageDescriptor};
 use serde_json::{Map, Value};
@@ -12,12 +13,39 @@ use serde_json::{Map, Value};
 const FIELD_MASK: &str = "google.protobuf.FieldMask";
 const ANY: &str = "google.protobuf.Any";
 
-/// Rewrites FieldMask values of `value`, a JSON object for `descriptor`, into canonical form
-/// and removes unknown fields. Returns the dotted JSON paths of the removed fields.
-pub fn prepare_message(descriptor: &MessageDescriptor, value: &mut Value) -> Vec<String> {
-    let mut unknown = Vec::new();
-    walk_message(descriptor, value, "", &mut unknown);
-    unknown
+/// Unknown fields that the walk found.
+#[derive(Debug, Default, PartialEq)]
+pub struct Prepared {
+    /// Dotted JSON paths of the unknown fields that were removed.
+    pub ignored: Vec<String>,
+    /// Unknown fields inside `Any` payloads, which were kept for the caller to reject.
+    pub rejected: Vec<UnknownPayloadField>,
+}
+
+/// A field that the type named by an `Any`'s `@type` does not define.
+#[derive(Debug, PartialEq)]
+pub struct UnknownPayloadField {
+    /// Dotted JSON path of the field, such as `config.port`.
+    pub path: String,
+    /// The rule that the field breaks, as the error's description.
+    pub rule: String,
+}
+
+/// Rewrites FieldMask values of `value`, a JSON object for `descriptor`, into canonical form,
+/// removes unknown fields outside `Any` payloads and reports unknown fields inside them.
+pub fn prepare_message(descriptor: &MessageDescriptor, value: &mut Value) -> Prepared {
+    let mut prepared = Prepared::default();
+    walk_message(descriptor, value, "", Strictness::Lenient, &mut prepared);
+    prepared
+}
+
+/// Treatment of a field that the message type does not define.
+#[derive(Clone, Copy, PartialEq)]
+enum Strictness {
+    /// Removes it, as grpc-gateway ignores it.
+    Lenient,
+    /// Reports it: the message is an `Any` payload, which must decode as its type.
+    Strict,
 }
 
 /// Converts a FieldMask in any accepted JSON form (a comma-separated string, a list of
@@ -80,22 +108,22 @@ pub fn find_field(descriptor: &MessageDescriptor, name: &str) -> Option<FieldDes
     descriptor.get_field_by_json_name(name).or_else(|| descriptor.get_field_by_name(name))
 }
 
-fn walk_message(descriptor: &MessageDescriptor, value: &mut Value, path: &str, unknown: &mut Vec<String>) {
+fn walk_message(descriptor: &MessageDescriptor, value: &mut Value, path: &str, strictness: Strictness, prepared: &mut Prepared) {
     match descriptor.full_name() {
         FIELD_MASK => return normalize_field_mask(value),
-        ANY => return walk_any(descriptor, value, path, unknown),
+        ANY => return walk_any(descriptor, value, path, prepared),
         // The other well-known types have their own JSON forms, without message fields.
         name if name.starts_with("google.protobuf.") && name != "google.protobuf.Empty" => return,
         _ => {}
     }
     if let Value::Object(object) = value {
-        walk_fields(descriptor, object, path, unknown, &[]);
+        walk_fields(descriptor, object, path, strictness, prepared, &[]);
     }
 }
 
 /// Walks the payload of an Any whose `@type` names a type in the pool. An unknown type is
 /// left for the decoder, which reports it.
-fn walk_any(any: &MessageDescriptor, value: &mut Value, path: &str, unknown: &mut Vec<String>) {
+fn walk_any(any: &MessageDescriptor, value: &mut Value, path: &str, prepared: &mut Prepared) {
     let Value::Object(object) = value else {
         return;
     };
@@ -106,19 +134,26 @@ fn walk_any(any: &MessageDescriptor, value: &mut Value, path: &str, unknown: &mu
         return;
     };
     if payload_type.full_name().starts_with("google.protobuf.") && payload_type.full_name() != "google.protobuf.Empty" {
+        // A well-known type's JSON form is under "value", and "@type" is the only other key.
+        for key in object.keys().filter(|key| !matches!(key.as_str(), "@type" | "value")) {
+            let field_path = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+            let rule = format!("is not allowed: an Any of {} takes only \"@type\" and \"value\"", payload_type.full_name());
+            prepared.rejected.push(UnknownPayloadField { path: field_path, rule });
+        }
         if let Some(payload) = object.get_mut("value") {
-            walk_message(&payload_type, payload, path, unknown);
+            walk_message(&payload_type, payload, path, Strictness::Strict, prepared);
         }
         return;
     }
-    walk_fields(&payload_type, object, path, unknown, &["@type"]);
+    walk_fields(&payload_type, object, path, Strictness::Strict, prepared, &["@type"]);
 }
 
 fn walk_fields(
     descriptor: &MessageDescriptor,
     object: &mut Map<String, Value>,
     path: &str,
-    unknown: &mut Vec<String>,
+    strictness: Strictness,
+    prepared: &mut Prepared,
     reserved_keys: &[&str],
 ) {
     let mut removed = Vec::new();
@@ -129,18 +164,26 @@ fn walk_fields(
         }
         let field_path = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
         let Some(field) = find_field(descriptor, key) else {
-            removed.push(key.clone());
-            unknown.push(field_path);
+            match strictness {
+                Strictness::Lenient => {
+                    removed.push(key.clone());
+                    prepared.ignored.push(field_path);
+                }
+                Strictness::Strict => {
+                    let rule = format!("is not a field of {}, the type named by @type", descriptor.full_name());
+                    prepared.rejected.push(UnknownPayloadField { path: field_path, rule });
+                }
+            }
             continue;
         };
-        walk_field_value(&field, value, &field_path, unknown);
+        walk_field_value(&field, value, &field_path, strictness, prepared);
     }
     for key in removed {
         object.remove(&key);
     }
 }
 
-fn walk_field_value(field: &FieldDescriptor, value: &mut Value, path: &str, unknown: &mut Vec<String>) {
+fn walk_field_value(field: &FieldDescriptor, value: &mut Value, path: &str, strictness: Strictness, prepared: &mut Prepared) {
     if field.is_map() {
         let Kind::Message(entry) = field.kind() else {
             return;
@@ -150,7 +193,7 @@ fn walk_field_value(field: &FieldDescriptor, value: &mut Value, path: &str, unkn
         };
         if let Value::Object(entries) = value {
             for (key, entry_value) in entries.iter_mut() {
-                walk_message(&value_type, entry_value, &format!("{path}.{key}"), unknown);
+                walk_message(&value_type, entry_value, &format!("{path}.{key}"), strictness, prepared);
             }
         }
         return;
@@ -161,10 +204,10 @@ fn walk_field_value(field: &FieldDescriptor, value: &mut Value, path: &str, unkn
     match value {
         Value::Array(items) if field.is_list() => {
             for (index, item) in items.iter_mut().enumerate() {
-                walk_message(&message_type, item, &format!("{path}[{index}]"), unknown);
+                walk_message(&message_type, item, &format!("{path}[{index}]"), strictness, prepared);
             }
         }
-        _ => walk_message(&message_type, value, path, unknown),
+        _ => walk_message(&message_type, value, path, strictness, prepared),
     }
 }
 
@@ -205,19 +248,47 @@ mod tests {
             "update_mask": "display_name",
             "trace": true
         });
-        let unknown = prepare_message(&descriptor, &mut body);
-        assert_eq!(unknown, ["connector.colour", "connector.syncConfig.extra", "trace"]);
+        let prepared = prepare_message(&descriptor, &mut body);
+        assert_eq!(prepared.ignored, ["connector.colour", "connector.syncConfig.extra", "trace"]);
+        assert!(prepared.rejected.is_empty());
         assert_eq!(body, json!({"connector": {"displayName": "x", "syncConfig": {}}, "update_mask": "displayName"}));
     }
 
     #[test]
-    fn any_payloads_are_walked_by_their_type() {
+    fn unknown_payload_fields_are_rejected() {
         let descriptor = message("connectord.v1.ConnectorServiceCreateRequest");
         let mut body = json!({
             "config": {"@type": "type.googleapis.com/connectord.v1.SyncConfig", "syncResourceTypeIds": ["a"], "x": 1},
-            "expandMask": {"paths": []}
+            "expandMask": {"paths": []},
+            "colour": "red"
         });
-        let unknown = prepare_message(&descriptor, &mut body);
-        assert_eq!(unknown, ["config.x"]);
+        let prepared = prepare_message(&descriptor, &mut body);
+        assert_eq!(prepared.ignored, ["colour"]);
+        let expected = UnknownPayloadField {
+            path: "config.x".to_owned(),
+            rule: "is not a field of connectord.v1.SyncConfig, the type named by @type".to_owned(),
+        };
+        assert_eq!(prepared.rejected, [expected]);
+        // The rejected field stays, so nothing the client sent is dropped unseen.
+        assert_eq!(body["config"]["x"], json!(1));
+    }
+
+    #[test]
+    fn struct_payloads_take_any_keys() {
+        let descriptor = message("connectord.v1.ConnectorServiceCreateRequest");
+        let mut body = json!({
+            "config": {"@type": "type.googleapis.com/google.protobuf.Struct", "value": {"anything": {"x": 1}}}
+        });
+        let prepared = prepare_message(&descriptor, &mut body);
+        assert_eq!(prepared, Prepared::default());
+    }
+
+    #[test]
+    fn struct_payloads_outside_value_are_rejected() {
+        let descriptor = message("connectord.v1.ConnectorServiceCreateRequest");
+        let mut body = json!({"config": {"@type": "type.googleapis.com/google.protobuf.Struct", "domain": "example.com"}});
+        let prepared = prepare_message(&descriptor, &mut body);
+        assert_eq!(prepared.rejected.len(), 1);
+        assert_eq!(prepared.rejected[0].path, "config.domain");
     }
 }

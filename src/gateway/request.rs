@@ -71,7 +71,11 @@ fn decode_body(
     if let Some(field) = field {
         value = serde_json::Value::Object(serde_json::Map::from_iter([(field.json_name().to_owned(), value)]));
     }
-    ignored.extend(json::prepare_message(input, &mut value));
+    let prepared = json::prepare_message(input, &mut value);
+    ignored.extend(prepared.ignored);
+    if let Some(unknown) = prepared.rejected.first() {
+        return Err(RequestError::InvalidField { field: unknown.path.clone(), description: unknown.rule.clone() });
+    }
 
     let options = DeserializeOptions::new().deny_unknown_fields(false);
     DynamicMessage::deserialize_with_options(input.clone(), value, &options)

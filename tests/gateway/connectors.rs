@@ -370,6 +370,24 @@ async fn operator_config_types_round_trip_as_json() {
 }
 
 #[tokio::test]
+async fn unknown_config_fields_are_rejected() {
+    let descriptor_directory = tempfile::TempDir::new().unwrap();
+    let set = write_okta_config_set(descriptor_directory.path());
+    let server = TestServer::start_with(|options| options.descriptor_sets.push(set)).await;
+    let config = json!({"@type": "type.googleapis.com/acme.v1.OktaConfig", "domain": "acme.okta.com", "domian": "typo"});
+
+    let response = server.post("/api/v1/apps/app-1/connectors/create", json!({"catalogId": "okta", "config": config})).await;
+
+    let body = expect_error(response, 400, tonic::Code::InvalidArgument).await;
+    let violation = crate::support::first_violation(&body);
+    assert_eq!(violation["field"], "config.domian");
+    assert!(violation["description"].as_str().unwrap().contains("acme.v1.OktaConfig"), "{body}");
+    let listed = expect_ok(server.get("/api/v1/apps/app-1/connectors").await).await;
+    assert_eq!(listed, json!({}), "the rejected create stored nothing");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn unregistered_config_type_is_rejected() {
     let server = TestServer::start().await;
     // connectord.v1.SyncConfig is in the pool, so the JSON decodes, but it is no config type.

@@ -39,8 +39,7 @@ async fn schedule_rejects_bad_cron_spec() {
     let connector = create(&mut client, "app-1", "okta").await;
 
     // The last two parse, but no date ever matches them.
-    let bad_specs =
-        ["61 * * * *", "* * *", "", "0 0 * * * * * *", "@hourly", "every day at noon", "0 25 * * *", "0 0 30 2 *", "0 0 31 4 *"];
+    let bad_specs = ["61 * * * *", "* * *", "0 0 * * * * * *", "@hourly", "every day at noon", "0 25 * * *", "0 0 30 2 *", "0 0 31 4 *"];
     for spec in bad_specs {
         let result = client.update_connector_schedule(schedule_request(&connector, spec, "UTC")).await;
         let status = result.expect_err(&format!("spec {spec:?}: expected INVALID_ARGUMENT"));
@@ -150,11 +149,7 @@ async fn schedule_is_stored_on_connector() {
     assert_eq!(scheduled.schedule, Some(expected));
     assert_ne!(scheduled.etag, connector.etag, "the etag did not change with the schedule");
 
-    let removal = pb::ConnectorServiceUpdateConnectorScheduleRequest {
-        app_id: "app-1".to_owned(),
-        connector_id: connector.id.clone(),
-        schedule: None,
-    };
+    let removal = schedule_request(&connector, "", "");
     let response = client.update_connector_schedule(removal).await.expect("remove the schedule").into_inner();
     assert!(response.next_runs.is_empty(), "a removed schedule previews runs: {:?}", response.next_runs);
     let unscheduled = get(&mut client, "app-1", &connector.id).await;
@@ -246,6 +241,27 @@ async fn missed_runs_after_restart_queue_once() {
     assert_eq!(syncs.len(), 1, "the missed runs queued more than one sync: {syncs:?}");
 }
 
+async fn schedule_request_without_cron_is_rejected() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let connector = create(&mut client, "app-1", "okta").await;
+    set_schedule(&mut client, &connector, "0 3 * * *", "UTC").await;
+    let scheduled = get(&mut client, "app-1", &connector.id).await;
+
+    let mut without_cron = schedule_request(&connector, "0 4 * * *", "UTC");
+    without_cron.schedule = None;
+    let status = expect_invalid(client.update_connector_schedule(without_cron).await, "cron");
+    let description = common::violation_description(&status, "cron");
+    assert!(description.contains("empty cron_spec"), "the description does not say how to remove a schedule: {description}");
+
+    let timezone_only = schedule_request(&connector, "", "Europe/Berlin");
+    let status = expect_invalid(client.update_connector_schedule(timezone_only).await, "cron.timezone");
+    let description = common::violation_description(&status, "cron.timezone");
+    assert!(description.contains("Europe/Berlin"), "the description lacks the value: {description}");
+
+    assert_eq!(get(&mut client, "app-1", &connector.id).await, scheduled, "a rejected request changed the schedule");
+}
+
 async fn update_rejects_schedule_path() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -275,5 +291,6 @@ crate::both_backends!(
     due_schedule_queues_sync,
     deleted_connector_gets_no_scheduled_runs,
     missed_runs_after_restart_queue_once,
+    schedule_request_without_cron_is_rejected,
     update_rejects_schedule_path,
 );

@@ -166,9 +166,7 @@ impl ConnectorApi {
         request: pb::ConnectorServiceUpdateConnectorScheduleRequest,
     ) -> Result<pb::ConnectorServiceUpdateConnectorScheduleResponse, Error> {
         let key = connector_key(&request.app_id, &request.connector_id)?;
-        let schedule = request.schedule.as_ref().map(|pb::connector_service_update_connector_schedule_request::Schedule::Cron(cron)| {
-            (cron.cron_spec.as_str(), cron.timezone.as_str())
-        });
+        let schedule = requested_schedule(&request)?;
 
         let next_runs = self.lifecycle.update_schedule(&key, schedule).await?;
 
@@ -257,4 +255,25 @@ impl ConnectorApi {
         tracing::info!(sync_id = %sync.id, "sync cancelled");
         Ok(pb::ConnectorServiceCancelSyncResponse { sync: Some(sync.into()) })
     }
+}
+
+/// Reads the schedule to set, or `None` to remove it. A request without `cron` is rejected
+/// rather than read as a removal, so a misspelled field cannot remove a schedule.
+fn requested_schedule(request: &pb::ConnectorServiceUpdateConnectorScheduleRequest) -> Result<Option<(&str, &str)>, Error> {
+    let Some(pb::connector_service_update_connector_schedule_request::Schedule::Cron(cron)) = &request.schedule else {
+        return Err(Error::invalid(
+            "cron",
+            "is missing: send cron with a cron_spec to set the schedule, or with an empty cron_spec to remove it",
+        ));
+    };
+    if !cron.cron_spec.is_empty() {
+        return Ok(Some((cron.cron_spec.as_str(), cron.timezone.as_str())));
+    }
+    if !cron.timezone.is_empty() {
+        return Err(Error::invalid(
+            "cron.timezone",
+            format!("is {:?} but cron_spec is empty, which removes the schedule; send a cron_spec or no timezone", cron.timezone),
+        ));
+    }
+    Ok(None)
 }

@@ -242,3 +242,26 @@ async fn lifecycle_routes_work_over_rest() {
     assert_eq!(first_violation(&body)["field"], "cron.timezone");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn misspelled_schedule_field_keeps_the_schedule() {
+    let server = TestServer::start().await;
+    let connector = server.create_connector("app-1", "Scheduled").await;
+    let id = connector["id"].as_str().unwrap().to_owned();
+    let base = format!("/api/v1/apps/app-1/connectors/{id}");
+    expect_ok(server.post(&format!("{base}/schedule"), json!({"cron": {"cronSpec": "0 3 * * *"}})).await).await;
+
+    // `cron_spec` belongs inside `cron`. The gateway ignores the unknown top-level field.
+    let misspelled = server.post(&format!("{base}/schedule"), json!({"cron_spec": "0 4 * * *"})).await;
+
+    let body = expect_error(misspelled, 400, Code::InvalidArgument).await;
+    assert_eq!(first_violation(&body)["field"], "cron");
+    let read = expect_ok(server.get(&base).await).await;
+    assert_eq!(read["connectorView"]["connector"]["schedule"]["cronSpec"], "0 3 * * *");
+
+    let removed = expect_ok(server.post(&format!("{base}/schedule"), json!({"cron": {}})).await).await;
+    assert_eq!(removed, json!({}));
+    let read = expect_ok(server.get(&base).await).await;
+    assert!(read["connectorView"]["connector"].get("schedule").is_none(), "{read}");
+    server.stop().await;
+}

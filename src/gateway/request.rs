@@ -78,8 +78,16 @@ fn decode_body(
     }
 
     let options = DeserializeOptions::new().deny_unknown_fields(false);
-    DynamicMessage::deserialize_with_options(input.clone(), value, &options)
-        .map_err(|error| RequestError::InvalidBody { message_type: input.full_name().to_owned(), reason: error.to_string() })
+    let mut track = serde_path_to_error::Track::new();
+    let tracked = serde_path_to_error::Deserializer::new(value, &mut track);
+    DynamicMessage::deserialize_with_options(input.clone(), tracked, &options).map_err(|error| {
+        let reason = error.to_string();
+        // The path is "." when the body itself has the wrong shape.
+        match track.path().to_string() {
+            field if field == "." => RequestError::InvalidBody { message_type: input.full_name().to_owned(), reason },
+            field => RequestError::InvalidField { field, description: format!("is not valid proto3 JSON for this field: {reason}") },
+        }
+    })
 }
 
 /// Sets the fields named by query parameters (`page_size=5` or `pageSize=5`, and dotted

@@ -128,6 +128,34 @@ async fn wrongly_typed_json_is_400() {
     let response = server.post("/api/v1/apps/app-1/connectors/create", json!({"userIds": "not-a-list"})).await;
 
     let body = expect_error(response, 400, Code::InvalidArgument).await;
+    let violation = first_violation(&body);
+    assert_eq!(violation["field"], "userIds");
+    assert!(violation["description"].as_str().unwrap().contains("list"), "{body}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn wrongly_typed_nested_json_names_its_path() {
+    let server = TestServer::start().await;
+    let connector = server.create_connector("app-1", "Typed").await;
+    let id = connector["id"].as_str().unwrap();
+    let body = json!({"connector": {"displayName": 5}, "updateMask": "displayName"});
+
+    let response = server.post(&format!("/api/v1/apps/app-1/connectors/{id}"), body).await;
+
+    let body = expect_error(response, 400, Code::InvalidArgument).await;
+    assert_eq!(first_violation(&body)["field"], "connector.displayName");
+    assert!(body["message"].as_str().unwrap().starts_with("connector.displayName: "), "{body}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn body_of_wrong_shape_names_the_message() {
+    let server = TestServer::start().await;
+
+    let response = server.post("/api/v1/apps/app-1/connectors/create", json!(["not", "an", "object"])).await;
+
+    let body = expect_error(response, 400, Code::InvalidArgument).await;
     assert!(body["message"].as_str().unwrap().contains("ConnectorServiceCreateRequest"), "{body}");
     server.stop().await;
 }

@@ -170,6 +170,21 @@ async fn create_removes_duplicate_user_ids() {
 }
 
 #[tokio::test]
+async fn create_requires_a_config() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let mut request = create_request("app-1", "name");
+    request.config = None;
+
+    let status = expect_invalid(client.create(request).await, "config");
+
+    let description = violation_description(&status, "config");
+    assert!(description.contains("CreateDelegated"), "the description does not name the alternative: {description}");
+    let listed = client.list(list_request("app-1", 10, "")).await.expect("list").into_inner();
+    assert!(listed.list.is_empty(), "a rejected create stored a connector");
+}
+
+#[tokio::test]
 async fn create_reports_every_invalid_field() {
     let server = TestServer::start().await;
     let mut client = server.client().await;

@@ -47,6 +47,14 @@ pub struct ConnectorApi {
     options: ConnectorApiOptions,
 }
 
+/// The config of a new connector.
+enum NewConfig<'a> {
+    /// Create's config, which must be present.
+    Required(Option<&'a prost_types::Any>),
+    /// None yet: the owners of a delegated connector configure it later.
+    Delegated,
+}
+
 impl ConnectorApi {
     pub fn new(
         registry: Arc<ConnectorRegistry>,
@@ -62,7 +70,7 @@ impl ConnectorApi {
         ConfigCheck { types: &self.config_types, max_bytes: self.options.max_config_bytes }
     }
 
-    /// Validates the fields that Create and CreateDelegated share.
+    /// Validates the fields of a Create or CreateDelegated request.
     #[allow(clippy::too_many_arguments)]
     fn new_connector(
         &self,
@@ -71,7 +79,7 @@ impl ConnectorApi {
         display_name: &str,
         description: &str,
         user_ids: &[String],
-        config: Option<&prost_types::Any>,
+        config: NewConfig<'_>,
         request_id: &str,
     ) -> Result<NewConnector, Error> {
         let mut violations = Violations::new();
@@ -81,7 +89,17 @@ impl ConnectorApi {
         violations.text("description", description, MAX_DESCRIPTION_CHARS);
         let user_ids = violations.user_ids("user_ids", user_ids);
         violations.optional_id("request_id", request_id);
-        let config = self.config_check().optional("config", config, &mut violations);
+        let config = match config {
+            NewConfig::Required(Some(config)) => self.config_check().optional("config", Some(config), &mut violations),
+            NewConfig::Required(None) => {
+                violations.add(
+                    "config",
+                    "is missing: Create makes a configured connector. Send a config, or call CreateDelegated so that the owners configure it later",
+                );
+                None
+            }
+            NewConfig::Delegated => None,
+        };
         violations.into_result()?;
 
         Ok(NewConnector {
@@ -107,7 +125,7 @@ impl ConnectorApi {
             &request.display_name,
             &request.description,
             &request.user_ids,
-            request.config.as_ref(),
+            NewConfig::Required(request.config.as_ref()),
             &request.request_id,
         )?;
         audit.changed(new.set_fields());
@@ -132,7 +150,7 @@ impl ConnectorApi {
             &request.display_name,
             &request.description,
             &request.user_ids,
-            None,
+            NewConfig::Delegated,
             &request.request_id,
         )?;
         audit.changed(new.set_fields());

@@ -318,8 +318,18 @@ mod tests {
     }
 
     #[test]
-    fn wrongly_typed_json_names_the_type() {
+    fn wrongly_typed_json_names_the_field() {
         let error = decode_route(http::Method::POST, "/api/v1/apps/a1/connectors", r#"{"userIds": "u1"}"#).unwrap_err();
+        let RequestError::InvalidField { field, description } = &error else {
+            panic!("expected a field error: {error:?}");
+        };
+        assert_eq!(field, "userIds");
+        assert!(description.contains("list"), "{description}");
+    }
+
+    #[test]
+    fn body_of_wrong_shape_names_the_type() {
+        let error = decode_route(http::Method::POST, "/api/v1/apps/a1/connectors", "[1]").unwrap_err();
         assert!(matches!(error, RequestError::InvalidBody { .. }), "{error:?}");
         assert!(error.to_string().contains("ConnectorServiceCreateDelegatedRequest"), "{error}");
     }

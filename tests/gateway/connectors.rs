@@ -49,7 +49,13 @@ async fn create_returns_canonical_json() {
 #[tokio::test]
 async fn create_accepts_proto_names_and_extras() {
     let server = TestServer::start().await;
-    let body = json!({"catalog_id": "okta", "display_name": "Snake", "user_ids": ["u1"], "colour": "red"});
+    let body = json!({
+        "catalog_id": "okta",
+        "display_name": "Snake",
+        "user_ids": ["u1"],
+        "config": {"@type": STRUCT_TYPE_URL, "value": {}},
+        "colour": "red"
+    });
 
     let response = server.post("/api/v1/apps/app-1/connectors/create", body).await;
 

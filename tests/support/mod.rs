@@ -150,12 +150,14 @@ fn parse_local_addr(line: &str) -> Option<SocketAddr> {
     value.parse().ok()
 }
 
-/// Builds a create request whose display name identifies the write.
+/// Builds a create request whose display name identifies the write, with an empty
+/// `google.protobuf.Struct` config.
 pub fn create_request(app_id: &str, display_name: &str) -> connectord::pb::ConnectorServiceCreateRequest {
     connectord::pb::ConnectorServiceCreateRequest {
         app_id: app_id.to_owned(),
         catalog_id: "catalog".to_owned(),
         display_name: display_name.to_owned(),
+        config: Some(prost_types::Any { type_url: "type.googleapis.com/google.protobuf.Struct".to_owned(), value: Vec::new() }),
         ..Default::default()
     }
 }

@@ -92,6 +92,17 @@ struct OwnedKey {
     etag: String,
 }
 
+/// Returns the config of every connector that connectord-bench creates: a small
+/// `google.protobuf.Struct`, as Create requires a config.
+pub fn bench_config() -> prost_types::Any {
+    let domain = prost_types::Value { kind: Some(prost_types::value::Kind::StringValue("bench.example.com".to_owned())) };
+    let fields = std::collections::BTreeMap::from([("domain".to_owned(), domain)]);
+    prost_types::Any {
+        type_url: "type.googleapis.com/google.protobuf.Struct".to_owned(),
+        value: prost::Message::encode_to_vec(&prost_types::Struct { fields }),
+    }
+}
+
 /// Returns a description of exactly `size` bytes.
 pub fn description_of(size: usize) -> String {
     "benchmark connector description ".chars().cycle().take(size).collect()
@@ -199,6 +210,7 @@ fn create_request(app_id: &str, description: &str, tag: &str) -> pb::ConnectorSe
         display_name: format!("bench {tag}"),
         description: description.to_owned(),
         request_id: tag.to_owned(),
+        config: Some(bench_config()),
         ..Default::default()
     }
 }

@@ -9,7 +9,7 @@ use tonic::transport::Channel;
 
 use crate::{
     RunArgs,
-    connectord_target::{PAGE_SIZE, description_of},
+    connectord_target::{PAGE_SIZE, bench_config, description_of},
     etcd::etcdserverpb::{CompactionRequest, PutRequest, RangeRequest, kv_client::KvClient},
     runner::{Failure, Op, run_concurrently},
 };
@@ -39,7 +39,7 @@ pub struct EtcdClient {
 }
 
 /// Returns a value with the encoded size of a connector that connectord-bench creates:
-/// the same description, a 26-character id and the fields the server fills in.
+/// the same description and config, a 26-character id and the fields the server fills in.
 fn connector_sized_value(app_id: &str, value_size: usize) -> Vec<u8> {
     let timestamp = prost_types::Timestamp { seconds: 1_800_000_000, nanos: 123_456_789 };
     connectord::pb::Connector {
@@ -48,6 +48,7 @@ fn connector_sized_value(app_id: &str, value_size: usize) -> Vec<u8> {
         catalog_id: "bench".to_owned(),
         display_name: format!("bench {}", "0".repeat(24)),
         description: description_of(value_size),
+        config: Some(bench_config()),
         created_at: Some(timestamp),
         updated_at: Some(timestamp),
         etag: "\"1\"".to_owned(),

@@ -298,8 +298,10 @@ async fn heartbeat_and_complete_need_running_sync() {
     let pending = force_sync(&mut client, &connector).await;
 
     expect_code(worker.heartbeat(&pending.id).await, Code::FailedPrecondition);
-    expect_code(worker.succeed(&pending.id, "").await, Code::FailedPrecondition);
-    expect_code(worker.heartbeat(&done.id).await, Code::FailedPrecondition);
+    let status = expect_code(worker.succeed(&pending.id, "").await, Code::FailedPrecondition);
+    assert!(status.message().contains("(STATE_PENDING)"), "the message does not use the API's state name: {}", status.message());
+    let status = expect_code(worker.heartbeat(&done.id).await, Code::FailedPrecondition);
+    assert!(status.message().contains("(STATE_DONE)"), "the message does not use the API's state name: {}", status.message());
     expect_code(worker.succeed(&done.id, "").await, Code::FailedPrecondition);
     expect_code(worker.fail(&done.id, "late failure", false).await, Code::FailedPrecondition);
     expect_code(worker.heartbeat("01ARZ3NDEKTSV4RRFFQ69G5FAV").await, Code::NotFound);

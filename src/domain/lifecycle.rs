@@ -389,8 +389,8 @@ impl SyncLifecycle {
             let sync = self.sync(key, sync_id).await?;
             if sync.state.is_finished() {
                 return Err(Error::FailedPrecondition(format!(
-                    "sync {sync_id} has already ended ({:?}) and cannot be cancelled",
-                    sync.state
+                    "sync {sync_id} has already ended ({}) and cannot be cancelled",
+                    sync.state.api_name()
                 )));
             }
 
@@ -476,7 +476,10 @@ impl SyncLifecycle {
         with_retries("Heartbeat", || async {
             let sync = self.sync(key, sync_id).await?;
             if sync.state != SyncState::Running {
-                return Err(Error::FailedPrecondition(format!("sync {sync_id} is not running ({:?}); stop working on it", sync.state)));
+                return Err(Error::FailedPrecondition(format!(
+                    "sync {sync_id} is not running ({}); stop working on it",
+                    sync.state.api_name()
+                )));
             }
             let now = Utc::now();
             let mut extended = sync.clone();
@@ -497,8 +500,8 @@ impl SyncLifecycle {
             let sync = self.sync(key, sync_id).await?;
             if sync.state != SyncState::Running {
                 return Err(Error::FailedPrecondition(format!(
-                    "sync {sync_id} is not running ({:?}); only a running sync can be completed",
-                    sync.state
+                    "sync {sync_id} is not running ({}); only a running sync can be completed",
+                    sync.state.api_name()
                 )));
             }
 

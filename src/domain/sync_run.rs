@@ -28,6 +28,17 @@ impl SyncState {
     pub fn is_finished(self) -> bool {
         matches!(self, SyncState::Done | SyncState::Error | SyncState::Cancelled)
     }
+
+    /// Returns the state's name in the API, as clients see it in `Sync.state`.
+    pub fn api_name(self) -> &'static str {
+        match self {
+            SyncState::Pending => "STATE_PENDING",
+            SyncState::Running => "STATE_RUNNING",
+            SyncState::Done => "STATE_DONE",
+            SyncState::Error => "STATE_ERROR",
+            SyncState::Cancelled => "STATE_CANCELLED",
+        }
+    }
 }
 
 /// One run of a connector's sync.
@@ -91,8 +102,10 @@ impl CronSchedule {
                 "{shown} has {fields} fields; expected 5 (minute hour day-of-month month day-of-week) or 6 (seconds first)"
             )));
         }
-        let cron =
-            Cron::from_str(cron_spec).map_err(|error| ScheduleError::CronSpec(format!("{shown} is not a valid cron spec: {error}")))?;
+        let cron = Cron::from_str(cron_spec).map_err(|error| {
+            let reason = value_out_of_range(cron_spec).unwrap_or_else(|| error.to_string());
+            ScheduleError::CronSpec(format!("{shown} is not a valid cron spec: {reason}"))
+        })?;
         let timezone = if timezone.is_empty() {
             Tz::UTC
         } else {
@@ -125,6 +138,34 @@ impl CronSchedule {
     }
 }
 
+/// Names the first number in `cron_spec` that lies outside its field's range, which
+/// croner reports only as "Number out of bounds". Names (`MON`, `JAN`), `L`, `W` and `#`
+/// are left to croner.
+fn value_out_of_range(cron_spec: &str) -> Option<String> {
+    const FIVE_FIELDS: [(&str, u32, u32); 5] =
+        [("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12), ("day of week", 0, 7)];
+    let fields: Vec<&str> = cron_spec.split_whitespace().collect();
+    let ranges: Vec<(&str, u32, u32)> = match fields.len() {
+        5 => FIVE_FIELDS.to_vec(),
+        6 => std::iter::once(("second", 0, 59)).chain(FIVE_FIELDS).collect(),
+        _ => return None,
+    };
+    for (field, (name, min, max)) in fields.iter().zip(ranges) {
+        for part in field.split(',') {
+            // The step after `/` counts intervals, not values of the field.
+            let values = part.split('/').next().unwrap_or_default();
+            for value in values.split('-') {
+                if let Ok(number) = value.parse::<u32>()
+                    && !(min..=max).contains(&number)
+                {
+                    return Some(format!("{name} {number} is outside {min}-{max}"));
+                }
+            }
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;
@@ -133,6 +174,27 @@ mod tests {
 
     fn utc(text: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn out_of_range_values_are_named() {
+        let cases = [
+            ("61 3 * * *", "minute 61 is outside 0-59"),
+            ("0 25 * * *", "hour 25 is outside 0-23"),
+            ("0 3 0 * *", "day of month 0 is outside 1-31"),
+            ("0 3 1-40 * *", "day of month 40 is outside 1-31"),
+            ("0 3 * 13 *", "month 13 is outside 1-12"),
+            ("0 3 * * 1,9", "day of week 9 is outside 0-7"),
+            ("70 0 3 * * *", "second 70 is outside 0-59"),
+        ];
+        for (spec, expected) in cases {
+            let Err(ScheduleError::CronSpec(message)) = CronSchedule::parse(spec, "") else {
+                panic!("{spec:?} was accepted");
+            };
+            assert!(message.contains(expected), "{spec:?}: {message}");
+        }
+        // A step may exceed the field's range; croner decides whether it is valid.
+        assert_eq!(value_out_of_range("*/90 * * * *"), None);
     }
 
     #[test]

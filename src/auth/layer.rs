@@ -53,8 +53,14 @@ impl AuthPolicy {
             Access::Roles(roles) => roles,
         };
 
-        let Some(token) = authorization.and_then(bearer_token) else {
+        let Some(authorization) = authorization else {
             return Err(Status::unauthenticated("missing API token: send authorization: Bearer <token>"));
+        };
+        let Some(token) = bearer_token(authorization) else {
+            return Err(Status::unauthenticated(format!(
+                "{}, but {path} takes an API token: send authorization: Bearer <token>",
+                describe_scheme(authorization)
+            )));
         };
         let Some(caller) = tokens.lookup(token) else {
             return Err(Status::unauthenticated("invalid API token"));
@@ -69,6 +75,18 @@ impl AuthPolicy {
             )));
         }
         Ok(Some(caller))
+    }
+}
+
+/// Describes an authorization value that contains no Bearer token, without repeating any
+/// part of it that could be a secret: only a registered scheme name is quoted.
+fn describe_scheme(authorization: &str) -> String {
+    const SCHEMES: [&str; 8] = ["Basic", "Bearer", "Digest", "DPoP", "HOBA", "Mutual", "Negotiate", "OAuth"];
+    let first_word = authorization.split_whitespace().next().unwrap_or_default();
+    match SCHEMES.iter().find(|scheme| scheme.eq_ignore_ascii_case(first_word)) {
+        Some(&"Bearer") => "the Bearer token is empty".to_owned(),
+        Some(scheme) => format!("the authorization header uses the {scheme} scheme"),
+        None => "the authorization header does not start with a scheme name".to_owned(),
     }
 }
 
@@ -154,6 +172,27 @@ mod tests {
         assert_eq!(policy.authorize(get, Some("Bearer cdt_b")).unwrap_err().code(), tonic::Code::Unauthenticated);
         assert_eq!(policy.authorize(get, Some("Basic abc")).unwrap_err().code(), tonic::Code::Unauthenticated);
         assert_eq!(policy.authorize(get, Some("Bearer cdt_a")).unwrap().unwrap().name, "someone");
+    }
+
+    #[test]
+    fn wrong_scheme_is_named_without_the_value() {
+        let policy = policy_with(Role::Admin, "cdt_a");
+        let get = "/connectord.v1.ConnectorService/Get";
+        let cases = [
+            ("Basic c2VjcmV0", "uses the Basic scheme"),
+            ("Bearer ", "Bearer token is empty"),
+            ("cdt_a_raw_secret", "does not start with a scheme name"),
+            ("cdt_a raw secret", "does not start with a scheme name"),
+        ];
+        for (value, expected) in cases {
+            let error = policy.authorize(get, Some(value)).unwrap_err();
+            assert_eq!(error.code(), tonic::Code::Unauthenticated, "{value:?}");
+            assert!(error.message().contains(expected), "{value:?}: {}", error.message());
+            let secrets = value.split_whitespace().filter(|part| !["basic", "bearer"].contains(&part.to_ascii_lowercase().as_str()));
+            for part in secrets {
+                assert!(!error.message().contains(part), "{value:?}: the message repeats {part:?}");
+            }
+        }
     }
 
     #[test]

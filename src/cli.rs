@@ -66,7 +66,8 @@ pub enum TokenCommand {
         /// Name that identifies the token in logs and in `token revoke`.
         #[arg(long)]
         name: String,
-        /// admin (everything), editor (everything but credentials) or viewer (reads).
+        /// admin (everything), editor (everything but RotateCredential and RevokeCredential)
+        /// or viewer (reads).
         #[arg(long)]
         role: crate::auth::Role,
         #[arg(long, env = "CONNECTORD_TOKENS_FILE", default_value = "./connectord-tokens.jsonl")]
@@ -125,7 +126,7 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Address and port to listen on.
-    #[arg(long, env = "CONNECTORD_LISTEN", default_value = "127.0.0.1:50051")]
+    #[arg(long, env = "CONNECTORD_LISTEN", default_value = "127.0.0.1:50051", value_parser = parse_listen)]
     pub listen: SocketAddr,
 
     /// Directory of the embedded database; created if missing. Unused with --store.
@@ -260,6 +261,15 @@ fn parse_cors_origin(origin: &str) -> Result<String, crate::gateway::OriginError
     crate::gateway::parse_origin(origin).map(|_| origin.to_owned())
 }
 
+/// Parses an IP address and port. Host names are not resolved, so the address that the
+/// server binds to is the one written on the command line.
+fn parse_listen(value: &str) -> Result<SocketAddr, String> {
+    value.parse().map_err(|_| {
+        "expected an IP address and a port, such as 127.0.0.1:50051 or [::1]:50051; host names such as localhost are not resolved"
+            .to_owned()
+    })
+}
+
 fn parse_timer_lease(value: &str) -> Result<Duration, String> {
     let lease = humantime::parse_duration(value).map_err(|error| error.to_string())?;
     if lease <= crate::domain::lifecycle::TIMER_INTERVAL {
@@ -318,6 +328,15 @@ impl ServeArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listen_takes_an_ip_address_only() {
+        let error = Cli::try_parse_from(["connectord", "--listen", "localhost:7000"]).unwrap_err().to_string();
+        assert!(error.contains("127.0.0.1:50051"), "{error}");
+        assert!(error.contains("host names"), "{error}");
+        let cli = Cli::try_parse_from(["connectord", "--listen", "[::1]:7000"]).unwrap();
+        assert!(cli.into_serve_args().listen.is_ipv6());
+    }
 
     #[test]
     fn serve_is_the_default_subcommand() {

@@ -219,11 +219,14 @@ async fn update_rejects_server_written_mask_paths() {
         "sync_disabled_at",
         "sync_disabled_category",
         "syncDisabledReason",
+        "config_secrets",
+        "configSecrets",
     ];
     for path in paths {
         let status = expect_invalid(client.update(update_request(&original, &[path])).await, "update_mask.paths[0]");
         let description = violation_description(&status, "update_mask.paths[0]");
         assert!(description.contains(path), "description does not name {path}: {description}");
+        assert!(description.contains("written by the server"), "path {path}: {description}");
     }
 
     assert_eq!(get(&mut client, "app-1", &original.id).await, original, "a rejected update changed the connector");

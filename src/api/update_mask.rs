@@ -82,6 +82,7 @@ fn classify(path: &str) -> PathKind {
         | "sync_disabled_at"
         | "sync_disabled_category"
         | "sync_disabled_reason"
+        | "config_secrets"
         | "etag" => PathKind::ServerWritten,
         "schedule" => PathKind::SetByRpc("UpdateConnectorSchedule"),
         _ => PathKind::Unknown,

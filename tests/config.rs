@@ -4,8 +4,8 @@
 mod common;
 
 use common::{
-    OKTA_CONFIG_TYPE, STRUCT_TYPE_URL, TestServer, connector_of, create, create_request, expect_invalid, get, okta_config, struct_config,
-    update_request, violation_description, write_operator_descriptor_set,
+    OKTA_CONFIG_TYPE, STRUCT_TYPE_URL, TestServer, connector_of, create, create_request, expect_invalid, get, list_request, okta_config,
+    struct_config, update_request, violation_description, write_operator_descriptor_set,
 };
 use prost::Message;
 
@@ -71,17 +71,23 @@ async fn operator_config_is_unregistered_without_descriptor_set() {
 }
 
 #[tokio::test]
-async fn create_stores_canonical_type_url() {
+async fn create_rejects_other_type_url_prefixes() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
-    let mut config = struct_config(&[("domain", "example.okta.com")]);
-    config.type_url = "example.com/types/google.protobuf.Struct".to_owned();
-    let mut request = create_request("app-1", "other prefix");
-    request.config = Some(config);
 
-    let created = connector_of(client.create(request).await.expect("create").into_inner().connector_view);
+    let prefixes = ["example.com/types/", "http://type.googleapis.com/", "type.googleapis.com//", "a/b/", "type.googleapis.com.evil/"];
+    for prefix in prefixes {
+        let mut config = struct_config(&[("domain", "example.okta.com")]);
+        config.type_url = format!("{prefix}google.protobuf.Struct");
+        let mut request = create_request("app-1", "other prefix");
+        request.config = Some(config);
+        let status = expect_invalid(client.create(request).await, "config.type_url");
+        let description = violation_description(&status, "config.type_url");
+        assert!(description.contains("type.googleapis.com/<message name>"), "{prefix}: {description}");
+    }
 
-    assert_eq!(created.config.expect("config").type_url, STRUCT_TYPE_URL);
+    let listed = client.list(list_request("app-1", 10, "")).await.expect("list").into_inner();
+    assert!(listed.list.is_empty(), "a config with another prefix was stored");
 }
 
 #[tokio::test]

@@ -298,6 +298,7 @@ pub fn check_config_any(data: &[u8]) {
     let Ok(config) = config_types().validate(&type_url, value, 64 * 1024) else { return };
 
     assert!(config.type_url.starts_with(TYPE_URL_PREFIX), "{}", config.type_url);
+    assert_eq!(config.type_url, type_url, "only canonical type URLs are accepted");
     assert_eq!(config.value, value);
     let name = &config.type_url[TYPE_URL_PREFIX.len()..];
     let descriptor = reference_pool().get_message_by_name(name).expect("accepted type is in a registered descriptor set");

@@ -108,8 +108,7 @@ impl ConfigTypes {
         self.registered.iter().map(String::as_str)
     }
 
-    /// Checks a config against its registered type and returns it with the canonical
-    /// `type.googleapis.com/` prefix. The violation's field is relative to the config
+    /// Checks a config against its registered type and returns it. The violation's field is relative to the config
     /// (`type_url` or `value`); the caller prefixes the request's path to the config.
     pub fn validate(&self, type_url: &str, value: &[u8], max_bytes: usize) -> Result<Config, FieldViolation> {
         if value.len() > max_bytes {
@@ -117,8 +116,17 @@ impl ConfigTypes {
         }
 
         let descriptor = self.resolve(type_url)?;
-        let message = DynamicMessage::decode(descriptor.clone(), value)
-            .map_err(|error| FieldViolation::new("value", format!("payload does not decode as {}: {error}", descriptor.full_name())))?;
+        let message = DynamicMessage::decode(descriptor.clone(), value).map_err(|error| {
+            // prost reports nesting past its limit of 100 messages only in the error text.
+            if error.to_string().contains("recursion limit") {
+                return too_deep("more than 100");
+            }
+            FieldViolation::new("value", format!("payload does not decode as {}: {error}", descriptor.full_name()))
+        })?;
+        let depth = message_depth(&message);
+        if depth > MAX_CONFIG_DEPTH {
+            return Err(too_deep(&depth.to_string()));
+        }
         if let Some(path) = first_unknown_field(&message, descriptor.full_name()) {
             return Err(FieldViolation::new(
                 "value",
@@ -154,6 +162,12 @@ impl ConfigTypes {
         };
         if prefix.is_empty() || name.is_empty() {
             return Err(FieldViolation::new("type_url", format!("{shown} is malformed: expected {TYPE_URL_PREFIX}<message name>")));
+        }
+        if type_url.len() != TYPE_URL_PREFIX.len() + name.len() || !type_url.starts_with(TYPE_URL_PREFIX) {
+            return Err(FieldViolation::new(
+                "type_url",
+                format!("{shown} has another prefix: config type URLs are {TYPE_URL_PREFIX}<message name>"),
+            ));
         }
         let registered = self.registered.contains(name);
         match self.pool.get_message_by_name(name) {
@@ -194,6 +208,36 @@ fn first_unknown_field(message: &DynamicMessage, path: &str) -> Option<String> {
     None
 }
 
+/// Deepest nesting of messages accepted in a config. Rendering a config as JSON decodes it
+/// again with prost, whose limit is 100, and a `google.protobuf.Struct` nests three
+/// messages (the Struct, a map entry and a Value) per level of JSON objects.
+const MAX_CONFIG_DEPTH: usize = 96;
+
+fn too_deep(depth: &str) -> FieldViolation {
+    FieldViolation::new(
+        "value",
+        format!(
+            "payload nests messages {depth} levels deep; the maximum is {MAX_CONFIG_DEPTH}, \
+             which allows 32 levels of JSON objects in a google.protobuf.Struct"
+        ),
+    )
+}
+
+/// Returns how deep messages nest in `message`, counting `message` itself and each map
+/// entry, as the protobuf wire format does.
+fn message_depth(message: &DynamicMessage) -> usize {
+    1 + message.fields().map(|(_, value)| value_depth(value)).max().unwrap_or(0)
+}
+
+fn value_depth(value: &Value) -> usize {
+    match value {
+        Value::Message(message) => message_depth(message),
+        Value::List(values) => values.iter().map(value_depth).max().unwrap_or(0),
+        Value::Map(entries) => 1 + entries.values().map(value_depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
 fn first_unknown_in_value(value: &Value, path: &str) -> Option<String> {
     match value {
         Value::Message(message) => first_unknown_field(message, path),
@@ -212,6 +256,28 @@ mod tests {
     fn struct_with_number(number: f64) -> Vec<u8> {
         let value = prost_types::Value { kind: Some(prost_types::value::Kind::NumberValue(number)) };
         prost_types::Struct { fields: [("n".to_owned(), value)].into() }.encode_to_vec()
+    }
+
+    /// Encodes a Struct that nests `levels` levels of JSON objects: {"a": {"a": ... {}}}.
+    fn nested_struct(levels: usize) -> Vec<u8> {
+        let mut inner = prost_types::Struct::default();
+        for _ in 1..levels {
+            let value = prost_types::Value { kind: Some(prost_types::value::Kind::StructValue(inner)) };
+            inner = prost_types::Struct { fields: [("a".to_owned(), value)].into() };
+        }
+        inner.encode_to_vec()
+    }
+
+    #[test]
+    fn nesting_is_limited_to_32_json_levels() {
+        let types = ConfigTypes::new(crate::pb::FILE_DESCRIPTOR_SET).unwrap();
+        let struct_type = "type.googleapis.com/google.protobuf.Struct";
+        assert!(types.validate(struct_type, &nested_struct(32), 64 * 1024).is_ok());
+        for levels in [33, 40, 60] {
+            let violation = types.validate(struct_type, &nested_struct(levels), 64 * 1024).expect_err("too deep a config was accepted");
+            assert_eq!(violation.field, "value");
+            assert!(violation.description.contains("the maximum is 96"), "{levels} levels: {}", violation.description);
+        }
     }
 
     #[test]

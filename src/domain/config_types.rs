@@ -146,8 +146,17 @@ impl ConfigTypes {
         }
         // Clients read configs as JSON through grpcurl and the REST gateway, so a payload
         // that protobuf accepts but JSON cannot express (a NaN number in a Struct, a
-        // timestamp past the year 9999) would make the connector unreadable there.
-        if let Err(error) = serde_json::to_writer(std::io::sink(), &message) {
+        // timestamp past the year 9999) would make the connector unreadable there. Within
+        // the depth bound, a Struct's only such values are numbers that are not finite,
+        // which a walk finds without writing the JSON.
+        if descriptor.full_name() == STRUCT_TYPE {
+            if has_non_finite_number(&message) {
+                return Err(FieldViolation::new(
+                    "value",
+                    format!("payload of type {STRUCT_TYPE} has no JSON form: a number is NaN or infinite; numbers must be finite"),
+                ));
+            }
+        } else if let Err(error) = serde_json::to_writer(std::io::sink(), &message) {
             return Err(FieldViolation::new(
                 "value",
                 format!(
@@ -230,6 +239,21 @@ fn too_deep(depth: &str) -> FieldViolation {
     )
 }
 
+/// Returns whether a double anywhere in `message` is NaN or infinite.
+fn has_non_finite_number(message: &DynamicMessage) -> bool {
+    message.fields().any(|(_, value)| value_has_non_finite_number(value))
+}
+
+fn value_has_non_finite_number(value: &Value) -> bool {
+    match value {
+        Value::F64(number) => !number.is_finite(),
+        Value::Message(message) => has_non_finite_number(message),
+        Value::List(values) => values.iter().any(value_has_non_finite_number),
+        Value::Map(entries) => entries.values().any(value_has_non_finite_number),
+        _ => false,
+    }
+}
+
 /// Returns how deep messages nest in `message`, counting `message` itself and each map
 /// entry, as the protobuf wire format does.
 fn message_depth(message: &DynamicMessage) -> usize {
@@ -279,7 +303,10 @@ mod tests {
     fn nesting_is_limited_to_32_json_levels() {
         let types = ConfigTypes::new(crate::pb::FILE_DESCRIPTOR_SET).unwrap();
         let struct_type = "type.googleapis.com/google.protobuf.Struct";
-        assert!(types.validate(struct_type, &nested_struct(32), 64 * 1024).is_ok());
+        let deepest = types.validate(struct_type, &nested_struct(32), 64 * 1024).expect("32 levels are accepted");
+        let descriptor = types.pool.get_message_by_name(STRUCT_TYPE).unwrap();
+        let message = DynamicMessage::decode(descriptor, deepest.value.as_slice()).unwrap();
+        assert!(serde_json::to_string(&message).is_ok(), "an accepted config has no JSON form");
         for levels in [33, 40, 60] {
             let violation = types.validate(struct_type, &nested_struct(levels), 64 * 1024).expect_err("too deep a config was accepted");
             assert_eq!(violation.field, "value");

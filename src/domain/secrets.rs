@@ -211,6 +211,10 @@ impl ConfigTypes {
     /// Replaces every mask in `incoming` with the value stored at the same path. A mask
     /// where nothing is stored is rejected, because the client never read a secret there.
     pub fn restore_secrets(&self, incoming: &Config, stored: Option<&Config>) -> Result<Config, FieldViolation> {
+        // Without a secret key, a Struct has no place where a mask counts.
+        if incoming.type_url == STRUCT_TYPE_URL && !self.may_have_secret_struct_key(&incoming.value) {
+            return Ok(incoming.clone());
+        }
         let Some(mut message) = self.decode_config(incoming) else {
             return Ok(incoming.clone());
         };

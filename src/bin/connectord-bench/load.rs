@@ -16,13 +16,16 @@ use std::{
 
 use clap::Args;
 use connectord::{
-    domain::{ConfigTypes, ConnectorRegistry, NewConnector},
+    domain::{Config, ConfigTypes, ConnectorRegistry, NewConnector},
     pb,
     store::{SledStore, SledStoreOptions, Store},
 };
 use serde::Serialize;
 
-use crate::{connectord_target::description_of, runner::run_concurrently};
+use crate::{
+    connectord_target::{bench_config, description_of},
+    runner::run_concurrently,
+};
 
 #[derive(Debug, Clone, Args)]
 pub struct LoadArgs {
@@ -87,6 +90,11 @@ pub async fn run(args: LoadArgs) -> Result<ExitCode, String> {
         apps => (0..apps).map(|index| format!("{}-{index:04}", args.app_id)).collect(),
     });
     let description: Arc<str> = description_of(args.value_size).into();
+    // The config that `run --workload create` sends, so loaded connectors have the same size.
+    let config = {
+        let any = bench_config();
+        Config { type_url: any.type_url, value: any.value }
+    };
     let done = Arc::new(AtomicUsize::new(0));
     let total = args.connectors;
 
@@ -103,7 +111,7 @@ pub async fn run(args: LoadArgs) -> Result<ExitCode, String> {
                 display_name: format!("scale {index}"),
                 description: description.to_string(),
                 user_ids: Vec::new(),
-                config: None,
+                config: Some(config.clone()),
                 request_id: None,
             };
             async move {

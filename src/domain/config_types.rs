@@ -67,11 +67,15 @@ impl ConfigTypes {
         self.secret_struct_keys.contains(key)
     }
 
-    /// Returns whether the encoded Struct `payload` may have a secret key. Map keys are
-    /// stored as their UTF-8 bytes, so a payload without the bytes of any secret key has
-    /// none at any depth.
-    pub(super) fn may_have_secret_struct_key(&self, payload: &[u8]) -> bool {
-        self.secret_struct_keys.iter().any(|key| key.is_empty() || payload.windows(key.len()).any(|window| window == key.as_bytes()))
+    /// Returns whether `config` is a Struct without any secret key. Map keys are stored as
+    /// their UTF-8 bytes, so a payload without the bytes of any secret key has none at any depth.
+    pub(super) fn is_struct_without_secret_keys(&self, config: &Config) -> bool {
+        let payload = config.value.as_slice();
+        config.type_url.strip_prefix(TYPE_URL_PREFIX) == Some(STRUCT_TYPE)
+            && !self
+                .secret_struct_keys
+                .iter()
+                .any(|key| key.is_empty() || payload.windows(key.len()).any(|window| window == key.as_bytes()))
     }
 
     /// Collects the fields that carry the secret option, once, so masking does not decode

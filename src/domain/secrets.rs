@@ -19,7 +19,6 @@ pub const DEFAULT_SECRET_STRUCT_KEYS: &[&str] = &["password", "secret", "token",
 pub const SECRET_OPTION: &str = "connectord.v1.secret";
 
 const STRUCT: &str = "google.protobuf.Struct";
-const STRUCT_TYPE_URL: &str = "type.googleapis.com/google.protobuf.Struct";
 const STRUCT_VALUE: &str = "google.protobuf.Value";
 
 /// A secret value described without revealing it.
@@ -185,7 +184,7 @@ impl ConfigTypes {
     pub fn mask_secrets(&self, config: &Config, salt: &[u8]) -> Option<(Config, Vec<SecretStatus>)> {
         // Reads skip decoding a Struct config without a secret key, which a page of 100 would
         // otherwise do 100 times. Stored Structs were checked when they were written.
-        if config.type_url == STRUCT_TYPE_URL && !self.may_have_secret_struct_key(&config.value) {
+        if self.is_struct_without_secret_keys(config) {
             return Some((config.clone(), Vec::new()));
         }
         let mut message = self.decode_config(config)?;
@@ -212,7 +211,7 @@ impl ConfigTypes {
     /// where nothing is stored is rejected, because the client never read a secret there.
     pub fn restore_secrets(&self, incoming: &Config, stored: Option<&Config>) -> Result<Config, FieldViolation> {
         // Without a secret key, a Struct has no place where a mask counts.
-        if incoming.type_url == STRUCT_TYPE_URL && !self.may_have_secret_struct_key(&incoming.value) {
+        if self.is_struct_without_secret_keys(incoming) {
             return Ok(incoming.clone());
         }
         let Some(mut message) = self.decode_config(incoming) else {

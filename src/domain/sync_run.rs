@@ -193,7 +193,7 @@ mod tests {
             };
             assert!(message.contains(expected), "{spec:?}: {message}");
         }
-        // A step may exceed the field's range; croner decides whether it is valid.
+        // A step may exceed the field's range, and croner decides whether it is valid.
         assert_eq!(value_out_of_range("*/90 * * * *"), None);
     }
 

@@ -22,15 +22,15 @@ pub fn to_status(error: Error) -> Status {
         Error::FailedPrecondition(message) => client_error(Code::FailedPrecondition, message),
         Error::Aborted(message) => client_error(Code::Aborted, message),
         Error::ResourceExhausted(message) => {
-            tracing::warn!(%message, "request rejected: resource exhausted");
+            tracing::warn!(reason = %message, "request rejected: resource exhausted");
             Status::resource_exhausted(truncate(message))
         }
         Error::Unavailable(message) => {
-            tracing::warn!(%message, "request failed: unavailable");
+            tracing::warn!(reason = %message, "request failed: unavailable");
             Status::unavailable(truncate(message))
         }
         Error::Internal(message) => {
-            tracing::error!(%message, "request failed: internal error");
+            tracing::error!(reason = %message, "request failed: internal error");
             Status::internal("internal error; the server log has the details")
         }
     }
@@ -52,13 +52,13 @@ pub fn code_of(error: &Error) -> Code {
 }
 
 fn client_error(code: Code, message: String) -> Status {
-    tracing::info!(code = ?code, %message, "request rejected");
+    tracing::info!(code = ?code, reason = %message, "request rejected");
     Status::new(code, truncate(message))
 }
 
 fn invalid_argument(violations: Vec<FieldViolation>) -> Status {
     let message = truncate(Error::InvalidArgument(violations.clone()).to_string());
-    tracing::info!(%message, violations = violations.len(), "request rejected: invalid argument");
+    tracing::info!(reason = %message, violations = violations.len(), "request rejected: invalid argument");
 
     let details: Vec<tonic_types::FieldViolation> = violations
         .into_iter()

@@ -145,7 +145,7 @@ where
                 Box::pin(self.inner.call(request))
             }
             Err(status) => {
-                tracing::info!(%path, code = ?status.code(), message = status.message(), "call rejected by authentication");
+                tracing::info!(%path, code = ?status.code(), reason = status.message(), "call rejected by authentication");
                 Box::pin(async move { Ok(status.into_http()) })
             }
         }

@@ -69,7 +69,7 @@ impl RestGateway {
             Err(error) => return request_error_response(binding, error),
         };
         if !decoded.ignored.is_empty() {
-            tracing::debug!(rpc = binding.rpc.full_name(), ignored = ?decoded.ignored, "unknown REST request fields ignored");
+            tracing::debug!(rpc = binding.rpc.full_name(), ignored = ?decoded.ignored, "REST request inputs ignored");
         }
         let grpc_request = grpc_call::grpc_request(&binding.grpc_path(), decoded.message.encode_to_vec(), &parts.headers, parts.extensions);
 
@@ -153,7 +153,7 @@ async fn read_body(body: Body, headers: &HeaderMap, max_bytes: usize) -> Result<
         Ok(collected) => Ok(collected.to_bytes()),
         Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => Err(body_too_large(max_bytes)),
         Err(error) => {
-            tracing::debug!(%error, "reading a REST request body failed");
+            tracing::info!(%error, "reading a REST request body failed");
             Err(error_response(
                 StatusCode::BAD_REQUEST,
                 Code::InvalidArgument,
@@ -165,7 +165,7 @@ async fn read_body(body: Body, headers: &HeaderMap, max_bytes: usize) -> Result<
 }
 
 fn request_error_response(binding: &Binding, error: RequestError) -> Response<Body> {
-    tracing::debug!(rpc = binding.rpc.full_name(), %error, "REST request rejected");
+    tracing::info!(rpc = binding.rpc.full_name(), %error, "REST request rejected");
     match error {
         RequestError::InvalidField { field, description } => bad_request(&field, &description),
         error => error_response(StatusCode::BAD_REQUEST, Code::InvalidArgument, &error.to_string(), Vec::new()),
@@ -173,6 +173,7 @@ fn request_error_response(binding: &Binding, error: RequestError) -> Response<Bo
 }
 
 fn body_too_large(max_bytes: usize) -> Response<Body> {
+    tracing::info!(max_bytes, "REST request body too large");
     error_response(
         StatusCode::PAYLOAD_TOO_LARGE,
         Code::ResourceExhausted,
@@ -182,12 +183,13 @@ fn body_too_large(max_bytes: usize) -> Response<Body> {
 }
 
 fn not_found(method: &Method, path: &str) -> Response<Body> {
-    tracing::debug!(%method, path, "no REST route");
+    tracing::info!(%method, path, "no REST route");
     error_response(StatusCode::NOT_FOUND, Code::NotFound, &format!("no REST route for {method} {}", quoted_path(path)), Vec::new())
 }
 
 fn method_not_allowed(method: &Method, path: &str, allowed: &[Method]) -> Response<Body> {
     let allowed: Vec<&str> = allowed.iter().map(Method::as_str).collect();
+    tracing::info!(%method, path, ?allowed, "REST method not allowed");
     let mut response = error_response(
         StatusCode::METHOD_NOT_ALLOWED,
         Code::Unimplemented,

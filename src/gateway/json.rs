@@ -3,9 +3,13 @@
 //! prost-reflect accepts a `google.protobuf.FieldMask` only as one string of lowerCamel
 //! paths, while clients of this API also send snake_case paths, a list of paths, or the
 //! `{"paths": [...]}` object. The walk here rewrites every FieldMask it finds to the
-//! canonical string. It removes fields that the request's message types do not define, so
-//! they are ignored (as grpc-gateway does) and can be logged. Inside a `google.protobuf.Any`
-//! payload an unknown field is an error instead, because a config must decode as its type.
+//! canonical string, and it reports every field that the request's message types do not
+//! define. Such a field is rejected, where grpc-gateway would ignore it. It is usually a
+//! misspelled field, and the absence of the intended one has effects: a field mask clears
+//! it, an empty `cron` removes a schedule, and a config must decode as its type.
+//! Only an unknown field whose value is `null` is removed and ignored: in proto3 JSON, null
+//! stands for a field that is not set, and client SDKs built for a newer version of the API
+//! send its added request fields that way.
 
 use prost_reflect::{FieldDescriptor, Kind, MessageDescriptor};
 use serde_json::{Map, Value};
@@ -13,18 +17,19 @@ use serde_json::{Map, Value};
 const FIELD_MASK: &str = "google.protobuf.FieldMask";
 const ANY: &str = "google.protobuf.Any";
 
-/// Unknown fields that the walk found.
+/// The outcome of the walk.
 #[derive(Debug, Default, PartialEq)]
 pub struct Prepared {
-    /// Dotted JSON paths of the unknown fields that were removed.
+    /// Dotted JSON paths of the unknown fields set to `null`, which were removed.
     pub ignored: Vec<String>,
-    /// Unknown fields inside `Any` payloads, which were kept for the caller to reject.
-    pub rejected: Vec<UnknownPayloadField>,
+    /// Unknown fields with a value, in the order of the body. They stay in the JSON value, so
+    /// nothing the client sent is dropped unseen.
+    pub unknown: Vec<UnknownField>,
 }
 
-/// A field that the type named by an `Any`'s `@type` does not define.
+/// A field that its message type, or the type named by an `Any`'s `@type`, does not define.
 #[derive(Debug, PartialEq)]
-pub struct UnknownPayloadField {
+pub struct UnknownField {
     /// Dotted JSON path of the field, such as `config.port`.
     pub path: String,
     /// The rule that the field breaks, as the error's description.
@@ -32,20 +37,21 @@ pub struct UnknownPayloadField {
 }
 
 /// Rewrites FieldMask values of `value`, a JSON object for `descriptor`, into canonical form,
-/// removes unknown fields outside `Any` payloads and reports unknown fields inside them.
+/// removes unknown fields set to `null` and reports the other fields that no message type
+/// defines.
 pub fn prepare_message(descriptor: &MessageDescriptor, value: &mut Value) -> Prepared {
     let mut prepared = Prepared::default();
-    walk_message(descriptor, value, "", Strictness::Lenient, &mut prepared);
+    walk_message(descriptor, value, "", Scope::Request, &mut prepared);
     prepared
 }
 
-/// Treatment of a field that the message type does not define.
+/// Position of a message in the request, which the description of an unknown field names.
 #[derive(Clone, Copy, PartialEq)]
-enum Strictness {
-    /// Removes it, as grpc-gateway ignores it.
-    Lenient,
-    /// Reports it: the message is an `Any` payload, which must decode as its type.
-    Strict,
+enum Scope {
+    /// A message of the request itself.
+    Request,
+    /// The payload of an `Any`, whose type its `@type` names.
+    Payload,
 }
 
 /// Converts a FieldMask in any accepted JSON form (a comma-separated string, a list of
@@ -108,7 +114,7 @@ pub fn find_field(descriptor: &MessageDescriptor, name: &str) -> Option<FieldDes
     descriptor.get_field_by_json_name(name).or_else(|| descriptor.get_field_by_name(name))
 }
 
-fn walk_message(descriptor: &MessageDescriptor, value: &mut Value, path: &str, strictness: Strictness, prepared: &mut Prepared) {
+fn walk_message(descriptor: &MessageDescriptor, value: &mut Value, path: &str, scope: Scope, prepared: &mut Prepared) {
     match descriptor.full_name() {
         FIELD_MASK => return normalize_field_mask(value),
         ANY => return walk_any(descriptor, value, path, prepared),
@@ -117,7 +123,7 @@ fn walk_message(descriptor: &MessageDescriptor, value: &mut Value, path: &str, s
         _ => {}
     }
     if let Value::Object(object) = value {
-        walk_fields(descriptor, object, path, strictness, prepared, &[]);
+        walk_fields(descriptor, object, path, scope, prepared, &[]);
     }
 }
 
@@ -138,21 +144,21 @@ fn walk_any(any: &MessageDescriptor, value: &mut Value, path: &str, prepared: &m
         for key in object.keys().filter(|key| !matches!(key.as_str(), "@type" | "value")) {
             let field_path = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
             let rule = format!("is not allowed: an Any of {} takes only \"@type\" and \"value\"", payload_type.full_name());
-            prepared.rejected.push(UnknownPayloadField { path: field_path, rule });
+            prepared.unknown.push(UnknownField { path: field_path, rule });
         }
         if let Some(payload) = object.get_mut("value") {
-            walk_message(&payload_type, payload, path, Strictness::Strict, prepared);
+            walk_message(&payload_type, payload, path, Scope::Payload, prepared);
         }
         return;
     }
-    walk_fields(&payload_type, object, path, Strictness::Strict, prepared, &["@type"]);
+    walk_fields(&payload_type, object, path, Scope::Payload, prepared, &["@type"]);
 }
 
 fn walk_fields(
     descriptor: &MessageDescriptor,
     object: &mut Map<String, Value>,
     path: &str,
-    strictness: Strictness,
+    scope: Scope,
     prepared: &mut Prepared,
     reserved_keys: &[&str],
 ) {
@@ -164,26 +170,26 @@ fn walk_fields(
         }
         let field_path = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
         let Some(field) = find_field(descriptor, key) else {
-            match strictness {
-                Strictness::Lenient => {
-                    removed.push(key.clone());
-                    prepared.ignored.push(field_path);
-                }
-                Strictness::Strict => {
-                    let rule = format!("is not a field of {}, the type named by @type", descriptor.full_name());
-                    prepared.rejected.push(UnknownPayloadField { path: field_path, rule });
-                }
+            if value.is_null() {
+                removed.push(key.clone());
+                prepared.ignored.push(field_path);
+                continue;
             }
+            let rule = match scope {
+                Scope::Request => format!("is not a field of {}", descriptor.full_name()),
+                Scope::Payload => format!("is not a field of {}, the type named by @type", descriptor.full_name()),
+            };
+            prepared.unknown.push(UnknownField { path: field_path, rule });
             continue;
         };
-        walk_field_value(&field, value, &field_path, strictness, prepared);
+        walk_field_value(&field, value, &field_path, scope, prepared);
     }
     for key in removed {
         object.remove(&key);
     }
 }
 
-fn walk_field_value(field: &FieldDescriptor, value: &mut Value, path: &str, strictness: Strictness, prepared: &mut Prepared) {
+fn walk_field_value(field: &FieldDescriptor, value: &mut Value, path: &str, scope: Scope, prepared: &mut Prepared) {
     if field.is_map() {
         let Kind::Message(entry) = field.kind() else {
             return;
@@ -193,7 +199,7 @@ fn walk_field_value(field: &FieldDescriptor, value: &mut Value, path: &str, stri
         };
         if let Value::Object(entries) = value {
             for (key, entry_value) in entries.iter_mut() {
-                walk_message(&value_type, entry_value, &format!("{path}.{key}"), strictness, prepared);
+                walk_message(&value_type, entry_value, &format!("{path}.{key}"), scope, prepared);
             }
         }
         return;
@@ -204,10 +210,10 @@ fn walk_field_value(field: &FieldDescriptor, value: &mut Value, path: &str, stri
     match value {
         Value::Array(items) if field.is_list() => {
             for (index, item) in items.iter_mut().enumerate() {
-                walk_message(&message_type, item, &format!("{path}[{index}]"), strictness, prepared);
+                walk_message(&message_type, item, &format!("{path}[{index}]"), scope, prepared);
             }
         }
-        _ => walk_message(&message_type, value, path, strictness, prepared),
+        _ => walk_message(&message_type, value, path, scope, prepared),
     }
 }
 
@@ -240,8 +246,12 @@ mod tests {
         assert_eq!(nested, json!("syncConfig.syncResourceTypeIds"));
     }
 
+    fn paths(prepared: &Prepared) -> Vec<&str> {
+        prepared.unknown.iter().map(|field| field.path.as_str()).collect()
+    }
+
     #[test]
-    fn unknown_fields_are_removed_and_reported() {
+    fn unknown_fields_are_reported_at_every_level() {
         let descriptor = message("connectord.v1.ConnectorServiceUpdateRequest");
         let mut body = json!({
             "connector": {"displayName": "x", "colour": "red", "syncConfig": {"extra": 1}},
@@ -249,28 +259,36 @@ mod tests {
             "trace": true
         });
         let prepared = prepare_message(&descriptor, &mut body);
-        assert_eq!(prepared.ignored, ["connector.colour", "connector.syncConfig.extra", "trace"]);
-        assert!(prepared.rejected.is_empty());
-        assert_eq!(body, json!({"connector": {"displayName": "x", "syncConfig": {}}, "update_mask": "displayName"}));
+        assert_eq!(paths(&prepared), ["connector.colour", "connector.syncConfig.extra", "trace"]);
+        assert_eq!(prepared.unknown[0].rule, "is not a field of connectord.v1.Connector");
+        assert!(prepared.ignored.is_empty());
+        assert_eq!(body["update_mask"], json!("displayName"));
+        assert_eq!(body["connector"]["colour"], json!("red"));
     }
 
     #[test]
-    fn unknown_payload_fields_are_rejected() {
+    fn unknown_payload_fields_name_the_type() {
         let descriptor = message("connectord.v1.ConnectorServiceCreateRequest");
         let mut body = json!({
             "config": {"@type": "type.googleapis.com/connectord.v1.SyncConfig", "syncResourceTypeIds": ["a"], "x": 1},
-            "expandMask": {"paths": []},
-            "colour": "red"
+            "expandMask": {"paths": []}
         });
         let prepared = prepare_message(&descriptor, &mut body);
-        assert_eq!(prepared.ignored, ["colour"]);
-        let expected = UnknownPayloadField {
+        let expected = UnknownField {
             path: "config.x".to_owned(),
             rule: "is not a field of connectord.v1.SyncConfig, the type named by @type".to_owned(),
         };
-        assert_eq!(prepared.rejected, [expected]);
-        // The rejected field stays, so nothing the client sent is dropped unseen.
-        assert_eq!(body["config"]["x"], json!(1));
+        assert_eq!(prepared.unknown, [expected]);
+    }
+
+    #[test]
+    fn unknown_fields_set_to_null_are_removed() {
+        let descriptor = message("connectord.v1.ConnectorServiceCreateRequest");
+        let mut body = json!({"catalogId": "okta", "addedLater": null, "config": {"@type": "type.googleapis.com/connectord.v1.SyncConfig", "y": null}});
+        let prepared = prepare_message(&descriptor, &mut body);
+        assert_eq!(prepared.ignored, ["addedLater", "config.y"]);
+        assert!(prepared.unknown.is_empty());
+        assert_eq!(body, json!({"catalogId": "okta", "config": {"@type": "type.googleapis.com/connectord.v1.SyncConfig"}}));
     }
 
     #[test]
@@ -279,16 +297,13 @@ mod tests {
         let mut body = json!({
             "config": {"@type": "type.googleapis.com/google.protobuf.Struct", "value": {"anything": {"x": 1}}}
         });
-        let prepared = prepare_message(&descriptor, &mut body);
-        assert_eq!(prepared, Prepared::default());
+        assert_eq!(prepare_message(&descriptor, &mut body), Prepared::default());
     }
 
     #[test]
     fn struct_payloads_outside_value_are_rejected() {
         let descriptor = message("connectord.v1.ConnectorServiceCreateRequest");
         let mut body = json!({"config": {"@type": "type.googleapis.com/google.protobuf.Struct", "domain": "example.com"}});
-        let prepared = prepare_message(&descriptor, &mut body);
-        assert_eq!(prepared.rejected.len(), 1);
-        assert_eq!(prepared.rejected[0].path, "config.domain");
+        assert_eq!(paths(&prepare_message(&descriptor, &mut body)), ["config.domain"]);
     }
 }

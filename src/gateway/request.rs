@@ -12,11 +12,12 @@ use super::{
 };
 use crate::domain::connector_text::shorten;
 
-/// The request message and the names of the inputs that were ignored.
+/// The request message and the inputs that were ignored.
 #[derive(Debug)]
 pub struct DecodedRequest {
     pub message: DynamicMessage,
-    /// Unknown JSON fields (dotted JSON paths) and unknown or unbindable query parameters.
+    /// Unknown body fields set to `null` (dotted JSON paths), unknown query parameters and
+    /// query parameters naming a field that the path or body sets.
     pub ignored: Vec<String>,
 }
 
@@ -58,6 +59,8 @@ pub fn decode(binding: &Binding, captures: Vec<Capture>, query: Option<&str>, bo
 
 /// Decodes the body as the whole message, or as the value of `field` inside it. An empty
 /// body is an empty message, so `POST` without a body and `DELETE` with or without one work.
+/// A field that the message types do not define is an error that names it, unless it is
+/// `null`.
 fn decode_body(
     input: &MessageDescriptor,
     body: &[u8],
@@ -73,8 +76,8 @@ fn decode_body(
     }
     let prepared = json::prepare_message(input, &mut value);
     ignored.extend(prepared.ignored);
-    if let Some(unknown) = prepared.rejected.first() {
-        return Err(RequestError::InvalidField { field: unknown.path.clone(), description: unknown.rule.clone() });
+    if let Some(unknown) = prepared.unknown.into_iter().next() {
+        return Err(RequestError::InvalidField { field: unknown.path, description: unknown.rule });
     }
 
     let options = DeserializeOptions::new().deny_unknown_fields(false);

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use connectord::pb;
 use serde_json::{Value, json};
 
-use crate::support::{STRUCT_TYPE_URL, TestServer, expect_error, expect_ok};
+use crate::support::{STRUCT_TYPE_URL, TestServer, expect_error, expect_ok, first_violation};
 
 /// Asserts that `time` is an RFC 3339 timestamp in UTC, as proto3 JSON writes them.
 fn assert_rfc3339(time: &Value) {
@@ -47,14 +47,15 @@ async fn create_returns_canonical_json() {
 }
 
 #[tokio::test]
-async fn create_accepts_proto_names_and_extras() {
+async fn create_accepts_proto_names_and_unknown_nulls() {
     let server = TestServer::start().await;
+    // SDKs built for a newer API send the request fields it added as null.
     let body = json!({
         "catalog_id": "okta",
         "display_name": "Snake",
         "user_ids": ["u1"],
         "config": {"@type": STRUCT_TYPE_URL, "value": {}},
-        "colour": "red"
+        "addedLater": null
     });
 
     let response = server.post("/api/v1/apps/app-1/connectors/create", body).await;
@@ -62,6 +63,27 @@ async fn create_accepts_proto_names_and_extras() {
     let connector = expect_ok(response).await["connectorView"]["connector"].clone();
     assert_eq!(connector["displayName"], "Snake");
     assert_eq!(connector["userIds"], json!(["u1"]));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_body_fields_are_rejected_by_name() {
+    let server = TestServer::start().await;
+    let created = server.create_connector("app-1", "Named").await;
+    let path = format!("/api/v1/apps/app-1/connectors/{}", created["id"].as_str().unwrap());
+
+    // Ignoring `displayname` would clear the display name that the mask names.
+    let update = json!({"connector": {"displayname": "Renamed"}, "updateMask": "displayName"});
+    let body = expect_error(server.post(&path, update).await, 400, tonic::Code::InvalidArgument).await;
+
+    assert_eq!(first_violation(&body)["field"], "connector.displayname");
+    assert_eq!(first_violation(&body)["description"], "is not a field of connectord.v1.Connector");
+    let read = expect_ok(server.get(&path).await).await;
+    assert_eq!(read["connectorView"]["connector"]["displayName"], "Named");
+
+    let create = json!({"catalogId": "okta", "config": {"@type": STRUCT_TYPE_URL, "value": {}}, "colour": "red"});
+    let body = expect_error(server.post("/api/v1/apps/app-1/connectors/create", create).await, 400, tonic::Code::InvalidArgument).await;
+    assert_eq!(first_violation(&body)["field"], "colour");
     server.stop().await;
 }
 

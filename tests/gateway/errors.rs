@@ -279,13 +279,22 @@ async fn misspelled_schedule_field_keeps_the_schedule() {
     let base = format!("/api/v1/apps/app-1/connectors/{id}");
     expect_ok(server.post(&format!("{base}/schedule"), json!({"cron": {"cronSpec": "0 3 * * *"}})).await).await;
 
-    // `cron_spec` belongs inside `cron`. The gateway ignores the unknown top-level field.
-    let misspelled = server.post(&format!("{base}/schedule"), json!({"cron_spec": "0 4 * * *"})).await;
+    // `cron_spec` belongs inside `cron`; the others misspell a field of `cron`, which would
+    // leave an empty `cron` (removal) or drop the timezone if they were ignored.
+    let misspellings = [
+        (json!({"cron_spec": "0 4 * * *"}), "cron_spec"),
+        (json!({"cron": {"cronSpc": "0 4 * * *"}}), "cron.cronSpc"),
+        (json!({"cron": {"cronSpec": "0 4 * * *", "timeZone": "Europe/Berlin"}}), "cron.timeZone"),
+    ];
+    for (misspelled, field) in misspellings {
+        let response = server.post(&format!("{base}/schedule"), misspelled.clone()).await;
 
-    let body = expect_error(misspelled, 400, Code::InvalidArgument).await;
-    assert_eq!(first_violation(&body)["field"], "cron");
-    let read = expect_ok(server.get(&base).await).await;
-    assert_eq!(read["connectorView"]["connector"]["schedule"]["cronSpec"], "0 3 * * *");
+        let body = expect_error(response, 400, Code::InvalidArgument).await;
+        assert_eq!(first_violation(&body)["field"], field, "{misspelled}");
+        assert!(first_violation(&body)["description"].as_str().unwrap().starts_with("is not a field of "), "{body}");
+        let read = expect_ok(server.get(&base).await).await;
+        assert_eq!(read["connectorView"]["connector"]["schedule"]["cronSpec"], "0 3 * * *", "{misspelled}");
+    }
 
     let removed = expect_ok(server.post(&format!("{base}/schedule"), json!({"cron": {}})).await).await;
     assert_eq!(removed, json!({}));

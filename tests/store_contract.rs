@@ -127,6 +127,7 @@ fn connector(app_id: &str, id: &str) -> Connector {
         schedule: None,
         secret_salt: vec![7; 16],
         revision: 1,
+        etag_revision: 1,
     }
 }
 
@@ -208,6 +209,15 @@ async fn connector_round_trips(store: Arc<dyn Store>) {
 
     let read = store.get_connector(&stored.key()).await.expect("get").expect("connector exists");
     assert_eq!(read, stored);
+
+    // A scheduler write advances the revision but not the etag.
+    let mut ticked = stored.clone();
+    ticked.revision = 2;
+    store.apply(&Batch::replace_connector(ticked.clone(), 1)).await.expect("replace");
+    let read = store.get_connector(&stored.key()).await.expect("get").expect("connector exists");
+    assert_eq!(read.revision, 2);
+    assert_eq!(read.etag_revision, 1);
+    assert_eq!(read, ticked);
 }
 
 async fn missing_records_read_as_none(store: Arc<dyn Store>) {

@@ -176,6 +176,34 @@ async fn due_schedule_queues_sync() {
     assert_eq!(scheduled.state(), State::Pending);
 }
 
+async fn scheduled_runs_keep_the_etag() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let connector = create(&mut client, "app-1", "okta").await;
+    set_schedule(&mut client, &connector, EVERY_SECOND, "").await;
+    let scheduled = get(&mut client, "app-1", &connector.id).await;
+
+    // The first due run queues a sync, and the runs after it are skipped while it is pending.
+    poll_until("a scheduled sync is queued", Duration::from_secs(4), || {
+        let mut client = client.clone();
+        let connector = connector.clone();
+        async move { list_all_syncs(&mut client, &connector, State::Pending).await.into_iter().next() }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
+
+    let after_runs = get(&mut client, "app-1", &connector.id).await;
+    assert_eq!(after_runs.etag, scheduled.etag, "a scheduled run changed the etag");
+    assert_eq!(after_runs.updated_at, scheduled.updated_at, "a scheduled run changed updated_at");
+    let mut update = update_request(&scheduled, &["description"]);
+    let edited = update.connector.as_mut().expect("connector");
+    edited.description = "edited while scheduled".to_owned();
+    edited.etag = scheduled.etag.clone();
+    let updated = client.update(update).await.expect("update with the etag read before the runs").into_inner();
+    let updated = updated.connector_view.and_then(|view| view.connector).expect("connector");
+    assert_ne!(updated.etag, scheduled.etag, "the update did not change the etag");
+}
+
 async fn deleted_connector_gets_no_scheduled_runs() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -289,6 +317,7 @@ crate::both_backends!(
     schedule_runs_follow_timezone_offset,
     schedule_is_stored_on_connector,
     due_schedule_queues_sync,
+    scheduled_runs_keep_the_etag,
     deleted_connector_gets_no_scheduled_runs,
     missed_runs_after_restart_queue_once,
     schedule_request_without_cron_is_rejected,

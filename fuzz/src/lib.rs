@@ -473,6 +473,7 @@ impl MemoryStore {
             schedule: None,
             secret_salt: vec![7; 16],
             revision: 1,
+            etag_revision: 1,
         };
         let mut state = self.state.lock().unwrap();
         *state = MemoryState::default();

@@ -92,8 +92,11 @@ pub struct Connector {
     /// Random bytes that make the fingerprints of this connector's config secrets unique to
     /// it; never returned.
     pub secret_salt: Vec<u8>,
-    /// Number of writes so far, starting at 1; the etag is derived from it.
+    /// Number of writes so far, starting at 1. Conditional writes in the store compare it.
     pub revision: u64,
+    /// Revision of the last write that changed what clients read; the etag is derived from
+    /// it. The scheduler's bookkeeping (the next and last run times) advances only `revision`.
+    pub etag_revision: u64,
 }
 
 impl Connector {
@@ -109,9 +112,18 @@ impl Connector {
         self.can_resume_sync
     }
 
-    /// Opaque version tag that changes on every write.
+    /// Opaque version tag that changes on every write that clients can see.
     pub fn etag(&self) -> String {
-        etag_for_revision(self.revision)
+        etag_for_revision(self.etag_revision)
+    }
+
+    /// Returns a copy for the next write that clients can see, at `now`.
+    pub fn next_revision(&self, now: DateTime<Utc>) -> Connector {
+        let mut next = self.clone();
+        next.revision += 1;
+        next.etag_revision = next.revision;
+        next.updated_at = now;
+        next
     }
 }
 

@@ -85,13 +85,6 @@ where
 }
 
 /// Returns the connector with a new revision and update time, ready to be written back.
-fn next_revision(connector: &Connector, now: DateTime<Utc>) -> Connector {
-    let mut next = connector.clone();
-    next.revision += 1;
-    next.updated_at = now;
-    next
-}
-
 fn set_status(connector: &mut Connector, status: SyncStatus, now: DateTime<Utc>) {
     // While paused the status stays DISABLED; the other fields still record what happened.
     if !connector.is_paused() {
@@ -220,7 +213,7 @@ impl SyncLifecycle {
             }
 
             let now = Utc::now();
-            let mut paused = next_revision(&connector, now);
+            let mut paused = connector.next_revision(now);
             paused.status.status = SyncStatus::Disabled;
             paused.status.updated_at = Some(now);
             paused.can_resume_sync = true;
@@ -244,7 +237,7 @@ impl SyncLifecycle {
             }
 
             let now = Utc::now();
-            let mut resumed = next_revision(&connector, now);
+            let mut resumed = connector.next_revision(now);
             resumed.can_resume_sync = false;
             resumed.sync_disabled = None;
             resumed.status.status = SyncStatus::Unspecified;
@@ -291,7 +284,7 @@ impl SyncLifecycle {
             let now = Utc::now();
             let upcoming = parsed.as_ref().map(|cron| cron.upcoming(now, SCHEDULE_PREVIEW_RUNS)).unwrap_or_default();
 
-            let mut updated = next_revision(&connector, now);
+            let mut updated = connector.next_revision(now);
             updated.schedule = schedule.map(|(cron_spec, timezone)| Schedule {
                 cron_spec: cron_spec.to_owned(),
                 timezone: timezone.to_owned(),
@@ -399,7 +392,7 @@ impl SyncLifecycle {
             let cancelled_sync = cancelled(sync, "cancelled by request", now);
             let mut batch = Batch { syncs: vec![cancelled_sync.clone()], ..Batch::default() };
             if was_running && !connector.is_deleted() {
-                let mut updated = next_revision(&connector, now);
+                let mut updated = connector.next_revision(now);
                 set_status(&mut updated, SyncStatus::Unspecified, now);
                 updated.status.completed_at = Some(now);
                 batch.connector = Some(Versioned::replacing(updated, connector.revision));
@@ -458,7 +451,7 @@ impl SyncLifecycle {
             running.updated_at = now;
             running.lease_expires_at = Some(now + self.options.sync_lease);
             running.revision += 1;
-            let mut updated = next_revision(&connector, now);
+            let mut updated = connector.next_revision(now);
             set_status(&mut updated, SyncStatus::Running, now);
             updated.status.started_at = Some(now);
             let batch = Batch {
@@ -526,7 +519,7 @@ impl SyncLifecycle {
 
             let mut batch = Batch { syncs: vec![Versioned::replacing(finished.clone(), sync.revision)], ..Batch::default() };
             if !connector.is_deleted() {
-                let mut updated = next_revision(&connector, now);
+                let mut updated = connector.next_revision(now);
                 let status = if finished.state == SyncState::Done { SyncStatus::Done } else { SyncStatus::Error };
                 set_status(&mut updated, status, now);
                 updated.status.completed_at = Some(now);
@@ -583,7 +576,7 @@ impl SyncLifecycle {
 
         let mut batch = Batch { syncs: vec![Versioned::replacing(next, sync.revision)], ..Batch::default() };
         if !connector.is_deleted() {
-            let mut updated = next_revision(&connector, now);
+            let mut updated = connector.next_revision(now);
             set_status(&mut updated, SyncStatus::Error, now);
             updated.status.last_error = message;
             batch.connector = Some(Versioned::replacing(updated, connector.revision));
@@ -626,7 +619,10 @@ impl SyncLifecycle {
                 None
             }
         };
-        let mut updated = next_revision(&connector, now);
+        // Run times are not part of the API, so the etag and `updated_at` stay as they are and
+        // clients holding the etag can still write.
+        let mut updated = connector.clone();
+        updated.revision += 1;
         updated.schedule = Some(Schedule { next_run_at, last_run_at: Some(due_at), ..schedule });
         let mut batch = Batch::replace_connector(updated, connector.revision);
 

@@ -88,6 +88,7 @@ impl ConnectorRegistry {
             schedule: None,
             secret_salt: new_salt()?,
             revision: 1,
+            etag_revision: 1,
         };
 
         match self.store.insert_connector(&connector, new.request_id.as_deref()).await? {
@@ -153,10 +154,8 @@ impl ConnectorRegistry {
             }
 
             let now = Utc::now();
-            let mut deleted = current.clone();
+            let mut deleted = current.next_revision(now);
             deleted.deleted_at = Some(now);
-            deleted.updated_at = now;
-            deleted.revision = current.revision + 1;
             let mut batch = Batch::replace_connector(deleted.clone(), current.revision);
             if let Some(pending) = self.store.pending_sync(key).await? {
                 batch.syncs.push(cancelled(pending, "cancelled because the connector was deleted", now));
@@ -164,10 +163,8 @@ impl ConnectorRegistry {
 
             match self.store.apply(&batch).await {
                 Ok(()) => return Ok(deleted),
-                Err(StoreError::Conflict(_)) if expected_etag.is_none() => continue,
-                Err(StoreError::Conflict(_)) => {
-                    return Err(Error::Aborted(format!("{key} was changed by another write; read it again and retry with the new etag")));
-                }
+                // The next attempt reads the connector again and checks the etag against it.
+                Err(StoreError::Conflict(_)) => continue,
                 Err(error) => return Err(error.into()),
             }
         }
@@ -175,8 +172,8 @@ impl ConnectorRegistry {
     }
 
     /// Reads a live connector, lets `change` edit it, and writes it back if nothing else
-    /// wrote in between. Without an etag a lost race is retried; with one it is `Aborted`,
-    /// because the client's view is stale.
+    /// wrote in between. A lost race is retried. When the other write changed the etag that
+    /// the client sent, the retry fails with `Aborted`, because the client's view is stale.
     pub async fn modify<F>(&self, key: &ConnectorKey, expected_etag: ExpectedEtag<'_>, change: F) -> Result<Connector, Error>
     where
         F: Fn(&mut Connector) -> Result<(), Error>,
@@ -192,17 +189,13 @@ impl ConnectorRegistry {
                 return Err(stale_etag(key, expected, &current));
             }
 
-            let mut updated = current.clone();
+            let mut updated = current.next_revision(Utc::now());
             change(&mut updated)?;
-            updated.revision = current.revision + 1;
-            updated.updated_at = Utc::now();
 
             match self.store.apply(&Batch::replace_connector(updated.clone(), current.revision)).await {
                 Ok(()) => return Ok(updated),
-                Err(StoreError::Conflict(_)) if expected_etag.is_none() => continue,
-                Err(StoreError::Conflict(_)) => {
-                    return Err(Error::Aborted(format!("{key} was changed by another write; read it again and retry with the new etag")));
-                }
+                // The next attempt reads the connector again and checks the etag against it.
+                Err(StoreError::Conflict(_)) => continue,
                 Err(error) => return Err(error.into()),
             }
         }

@@ -57,6 +57,10 @@ struct ConnectorRecord {
     schedule: Option<ScheduleRecord>,
     #[prost(bytes = "vec", tag = "21")]
     secret_salt: Vec<u8>,
+    /// The connector's `etag_revision`, left out when it equals the revision, as it does in
+    /// records written before the field existed.
+    #[prost(uint64, optional, tag = "22")]
+    etag_revision: Option<u64>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -343,6 +347,7 @@ impl From<&Connector> for ConnectorRecord {
                 last_run_at_nanos: schedule.last_run_at.map(to_nanos),
             }),
             secret_salt: connector.secret_salt.clone(),
+            etag_revision: Some(connector.etag_revision).filter(|etag_revision| *etag_revision != connector.revision),
         }
     }
 }
@@ -390,6 +395,7 @@ impl ConnectorRecord {
             }),
             secret_salt: self.secret_salt,
             revision,
+            etag_revision: self.etag_revision.unwrap_or(revision),
         }
     }
 }
@@ -550,6 +556,7 @@ mod tests {
             schedule: Some(Schedule { cron_spec: "0 * * * *".into(), timezone: "UTC".into(), next_run_at: Some(now), last_run_at: None }),
             secret_salt: vec![9; 16],
             revision: 7,
+            etag_revision: 5,
         }
     }
 

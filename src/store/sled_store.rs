@@ -897,6 +897,7 @@ mod tests {
             schedule: None,
             secret_salt: Vec::new(),
             revision: 1,
+            etag_revision: 1,
         }
     }
 

@@ -93,9 +93,17 @@ pub enum ScheduleError {
 }
 
 impl CronSchedule {
-    /// Parses a five-field (or six-field, seconds first) cron spec and an IANA timezone.
+    /// Parses a five-field (or six-field, seconds first) cron spec, or one of the nicknames
+    /// such as `@daily`, and an IANA timezone.
     pub fn parse(cron_spec: &str, timezone: &str) -> Result<Self, ScheduleError> {
         let shown = super::connector_text::shorten(cron_spec);
+        let cron_spec = match cron_spec.trim() {
+            nickname if nickname.starts_with('@') => expand_nickname(nickname).ok_or_else(|| {
+                let known: Vec<&str> = NICKNAMES.iter().map(|(name, _)| *name).collect();
+                ScheduleError::CronSpec(format!("{shown} is not a known cron nickname; use one of {} or cron fields", known.join(", ")))
+            })?,
+            fields => fields,
+        };
         let fields = cron_spec.split_whitespace().count();
         if !(5..=6).contains(&fields) {
             return Err(ScheduleError::CronSpec(format!(
@@ -136,6 +144,22 @@ impl CronSchedule {
         }
         runs
     }
+}
+
+/// Cron nicknames and the five-field specs they stand for, as in Vixie cron.
+const NICKNAMES: [(&str, &str); 7] = [
+    ("@yearly", "0 0 1 1 *"),
+    ("@annually", "0 0 1 1 *"),
+    ("@monthly", "0 0 1 * *"),
+    ("@weekly", "0 0 * * 0"),
+    ("@daily", "0 0 * * *"),
+    ("@midnight", "0 0 * * *"),
+    ("@hourly", "0 * * * *"),
+];
+
+/// Returns the five-field spec of a nickname such as `@daily`, in any letter case.
+fn expand_nickname(nickname: &str) -> Option<&'static str> {
+    NICKNAMES.iter().find(|(name, _)| name.eq_ignore_ascii_case(nickname)).map(|(_, spec)| *spec)
 }
 
 /// Names the first number in `cron_spec` that lies outside its field's range, which
@@ -222,6 +246,30 @@ mod tests {
         let runs = schedule.upcoming(utc("2026-10-24T12:00:00Z"), 3);
         assert_eq!(runs[0], utc("2026-10-25T00:30:00Z"));
         assert_eq!(runs[1], utc("2026-10-26T01:30:00Z"));
+    }
+
+    #[test]
+    fn nicknames_run_like_their_fields() {
+        let after = Utc.with_ymd_and_hms(2026, 7, 15, 10, 30, 0).unwrap();
+        let cases = [
+            ("@hourly", Utc.with_ymd_and_hms(2026, 7, 15, 11, 0, 0).unwrap()),
+            ("@daily", Utc.with_ymd_and_hms(2026, 7, 16, 0, 0, 0).unwrap()),
+            ("@Midnight", Utc.with_ymd_and_hms(2026, 7, 16, 0, 0, 0).unwrap()),
+            ("@weekly", Utc.with_ymd_and_hms(2026, 7, 19, 0, 0, 0).unwrap()),
+            ("@monthly", Utc.with_ymd_and_hms(2026, 8, 1, 0, 0, 0).unwrap()),
+            ("@yearly", Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap()),
+        ];
+        for (nickname, expected) in cases {
+            let schedule = CronSchedule::parse(nickname, "UTC").unwrap();
+            assert_eq!(schedule.next_after(after), Some(expected), "{nickname}");
+        }
+    }
+
+    #[test]
+    fn unknown_nickname_lists_the_known_ones() {
+        let error = CronSchedule::parse("@reboot", "UTC").unwrap_err().to_string();
+        assert!(error.starts_with("\"@reboot\" is not a known cron nickname"), "{error}");
+        assert!(error.contains("@daily"), "{error}");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum, builder::BoolishValueParser};
 
 use crate::{
     admission::AdmissionLimits,
@@ -70,13 +70,16 @@ pub enum TokenCommand {
         /// or viewer (reads).
         #[arg(long)]
         role: crate::auth::Role,
+        /// Tokens file of the server, created if missing. It keeps only hashes of tokens.
         #[arg(long, env = "CONNECTORD_TOKENS_FILE", default_value = "./connectord-tokens.jsonl")]
         tokens_file: PathBuf,
     },
     /// Remove a token from the tokens file; a running server drops it on SIGHUP.
     Revoke {
+        /// Name that the token was created with.
         #[arg(long)]
         name: String,
+        /// Tokens file of the server.
         #[arg(long, env = "CONNECTORD_TOKENS_FILE", default_value = "./connectord-tokens.jsonl")]
         tokens_file: PathBuf,
     },
@@ -145,7 +148,7 @@ pub struct ServeArgs {
 
     /// Maximum time one PostgreSQL statement may run, such as 5s. It also bounds the wait
     /// for a free connection.
-    #[arg(long, env = "CONNECTORD_POSTGRES_STATEMENT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "CONNECTORD_POSTGRES_STATEMENT_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub postgres_statement_timeout: Duration,
 
     /// Encoded FileDescriptorSet (as written by `protoc --include_imports -o` or `buf build -o`)
@@ -162,7 +165,7 @@ pub struct ServeArgs {
     pub log_format: LogFormat,
 
     /// Time that in-flight calls get to finish after SIGINT or SIGTERM, such as 10s or 1m.
-    #[arg(long, env = "CONNECTORD_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "CONNECTORD_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
 
     /// Maximum number of open TCP connections; connections over it are closed at once.
@@ -170,7 +173,7 @@ pub struct ServeArgs {
     pub max_connections: usize,
 
     /// Time a new connection gets to send the HTTP/2 preface and settings, such as 10s.
-    #[arg(long, env = "CONNECTORD_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "CONNECTORD_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub handshake_timeout: Duration,
 
     /// Maximum number of connector calls processed at once.
@@ -183,7 +186,7 @@ pub struct ServeArgs {
     pub max_queued_requests: usize,
 
     /// Maximum wait of a call for a slot before it fails with RESOURCE_EXHAUSTED, such as 1s.
-    #[arg(long, env = "CONNECTORD_QUEUE_TIMEOUT", default_value = "1s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "CONNECTORD_QUEUE_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
     pub queue_timeout: Duration,
 
     /// Free space in bytes kept on the data directory's file system; below it writes fail
@@ -198,14 +201,14 @@ pub struct ServeArgs {
 
     /// UNSAFE, for crash tests only: acknowledge writes before they are durable, so a crash
     /// loses them.
-    #[arg(long, env = "CONNECTORD_UNSAFE_SKIP_FLUSH_FOR_TESTS", hide = true)]
+    #[arg(long, env = "CONNECTORD_UNSAFE_SKIP_FLUSH_FOR_TESTS", hide = true, value_parser = BoolishValueParser::new())]
     pub unsafe_skip_flush_for_tests: bool,
     /// How long older credentials of a connector keep working after RotateCredential, such as 24h.
-    #[arg(long, env = "CONNECTORD_CREDENTIAL_ROTATION_GRACE", default_value = "24h", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "CONNECTORD_CREDENTIAL_ROTATION_GRACE", default_value = "24h", value_parser = parse_duration)]
     pub credential_rotation_grace: Duration,
 
     /// How long a claimed sync stays with its worker without a heartbeat before it is queued again, such as 5m.
-    #[arg(long, env = "CONNECTORD_SYNC_LEASE", default_value = "5m", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "CONNECTORD_SYNC_LEASE", default_value = "5m", value_parser = parse_duration)]
     pub sync_lease: Duration,
 
     /// How long one replica keeps running lease expiry and the scheduler after its last
@@ -222,11 +225,11 @@ pub struct ServeArgs {
 
     /// Serve without authentication on a non-loopback address. Anyone who reaches the port
     /// can read and change every connector.
-    #[arg(long, env = "CONNECTORD_INSECURE_NO_AUTH")]
+    #[arg(long, env = "CONNECTORD_INSECURE_NO_AUTH", value_parser = BoolishValueParser::new())]
     pub insecure_no_auth: bool,
 
     /// Require an API token (any role) for server reflection.
-    #[arg(long, env = "CONNECTORD_REFLECTION_REQUIRES_AUTH")]
+    #[arg(long, env = "CONNECTORD_REFLECTION_REQUIRES_AUTH", value_parser = BoolishValueParser::new())]
     pub reflection_requires_auth: bool,
 
     /// Keys of google.protobuf.Struct configs whose values are secrets, at any depth; comma-separated.
@@ -270,8 +273,14 @@ fn parse_listen(value: &str) -> Result<SocketAddr, String> {
     })
 }
 
+/// Parses a duration such as `10s`, naming the expected form when the value does not fit it.
+fn parse_duration(value: &str) -> Result<Duration, String> {
+    humantime::parse_duration(value)
+        .map_err(|error| format!("not a duration ({error}); use a number and a unit, such as 500ms, 10s, 5m or 24h"))
+}
+
 fn parse_timer_lease(value: &str) -> Result<Duration, String> {
-    let lease = humantime::parse_duration(value).map_err(|error| error.to_string())?;
+    let lease = parse_duration(value)?;
     if lease <= crate::domain::lifecycle::TIMER_INTERVAL {
         return Err(format!("must be longer than the renewal interval of {:?}", crate::domain::lifecycle::TIMER_INTERVAL));
     }
@@ -328,6 +337,12 @@ impl ServeArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bad_duration_names_the_expected_form() {
+        let error = Cli::try_parse_from(["connectord", "--shutdown-grace", "banana"]).unwrap_err().to_string();
+        assert!(error.contains("such as 500ms, 10s, 5m or 24h"), "{error}");
+    }
 
     #[test]
     fn listen_takes_an_ip_address_only() {

@@ -1,5 +1,6 @@
-//! JSON log lines of the real binary: each line is one object with unique keys, and a
-//! rejected request, over gRPC or the REST gateway, is logged at the default level.
+//! JSON log lines of the real binary: each line is one object with unique keys, a rejected
+//! request, over gRPC or the REST gateway, is logged at the default level, and so is each
+//! sync that the scheduler queues, but not each run that it skips.
 
 mod common;
 
@@ -7,6 +8,7 @@ use std::{collections::HashSet, fmt, time::Duration};
 
 use common::{ChildServer, create_request};
 use connectord::auth::{Role, TokenFile};
+use connectord::pb::sync::State;
 use serde::de::{Deserialize, Deserializer, Error as _, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
 use tonic::{Code, Request};
@@ -105,4 +107,31 @@ async fn rejected_requests_log_json_lines_with_unique_keys() {
     }
     let rejected = events.iter().find(|event| event["message"] == "call rejected by authentication").unwrap();
     assert!(rejected["reason"].as_str().is_some_and(|reason| reason.contains("token")), "{rejected}");
+}
+
+#[tokio::test]
+async fn scheduler_logs_queued_syncs_not_skipped_runs() {
+    let data = tempfile::tempdir().unwrap();
+    let server = ChildServer::spawn(data.path(), &[]).await;
+    let mut client = server.client().await;
+    let connector = common::create(&mut client, "app-1", "Scheduled").await;
+
+    // Every second: the first run queues a sync, and the runs after it are skipped while it
+    // is pending.
+    common::lifecycle::set_schedule(&mut client, &connector, "*/1 * * * * *", "").await;
+    let queued = common::lifecycle::poll_until("a scheduled sync is queued", Duration::from_secs(4), || {
+        let mut client = client.clone();
+        let connector = connector.clone();
+        async move { common::lifecycle::list_all_syncs(&mut client, &connector, State::Pending).await.into_iter().next() }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
+
+    let log = server.log_text();
+    let events: Vec<Value> = log.lines().filter_map(|line| serde_json::from_str(line).ok()).collect();
+    let queued_lines: Vec<&Value> = events.iter().filter(|event| event["message"] == "scheduled sync queued").collect();
+    assert_eq!(queued_lines.len(), 1, "{log}");
+    assert_eq!(queued_lines[0]["sync_id"], queued.id.as_str(), "{log}");
+    assert_eq!(queued_lines[0]["connector_id"], connector.id.as_str(), "{log}");
+    assert!(!log.contains("scheduled run skipped"), "skipped runs are logged at the default level:\n{log}");
 }

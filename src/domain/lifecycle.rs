@@ -628,12 +628,23 @@ impl SyncLifecycle {
 
         let pending = self.store.pending_sync(key).await?;
         let queue = !connector.is_paused() && pending.is_none();
+        let mut queued_id = None;
         if queue {
-            batch.syncs.push(Versioned::new(self.new_sync(key, SyncTrigger::Schedule, now)));
-        } else {
-            tracing::info!(app_id = %key.app_id, connector_id = %key.id, paused = connector.is_paused(), "scheduled run skipped");
+            let sync = self.new_sync(key, SyncTrigger::Schedule, now);
+            queued_id = Some(sync.id.clone());
+            batch.syncs.push(Versioned::new(sync));
         }
-        commit(self.store.as_ref(), &batch, queue).await
+        let attempt = commit(self.store.as_ref(), &batch, queue).await?;
+        if let Attempt::Done(_) = attempt {
+            match queued_id {
+                Some(sync_id) => tracing::info!(app_id = %key.app_id, connector_id = %key.id, %sync_id, %due_at, "scheduled sync queued"),
+                // Debug level, because a schedule with a seconds field would log this every second.
+                None => {
+                    tracing::debug!(app_id = %key.app_id, connector_id = %key.id, paused = connector.is_paused(), "scheduled run skipped")
+                }
+            }
+        }
+        Ok(attempt)
     }
 }
 

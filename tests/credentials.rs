@@ -173,9 +173,20 @@ async fn credential_of_deleted_connector_fails() {
     let mut worker = worker_for(&server, &mut client, &connector).await;
     worker.claim().await.expect("claim before the delete");
 
+    let second = rotate(&mut client, &connector).await.credential;
+    client.revoke_credential(revoke_request(&second)).await.expect("revoke");
+    let revoked_at = get_credential(&mut client, &second).await.deleted_at;
+
     client.delete(delete_request("app-1", &connector.id)).await.expect("delete");
 
     expect_code(worker.claim().await, Code::Unauthenticated);
+    let listed = client.list_credentials(list_credentials_request(&connector, 10, "")).await.expect("list credentials").into_inner().list;
+    assert_eq!(listed.len(), 2);
+    for credential in &listed {
+        assert!(credential.deleted_at.is_some(), "credential {} of the deleted connector is not revoked", credential.id);
+    }
+    let earlier = listed.iter().find(|credential| credential.id == second.id).expect("the revoked credential is listed");
+    assert_eq!(earlier.deleted_at, revoked_at, "the delete revoked an already revoked credential again");
     let rotate_after_delete = client
         .rotate_credential(pb::ConnectorServiceRotateCredentialRequest { app_id: "app-1".to_owned(), connector_id: connector.id.clone() })
         .await;

@@ -16,7 +16,7 @@ pub const MAX_USABLE_CREDENTIALS: usize = 10;
 /// Newest credentials read when a rotation looks for older usable ones. Older ones expired
 /// long ago unless more than this many rotations happened within one grace window, which
 /// [`MAX_USABLE_CREDENTIALS`] prevents.
-const ROTATION_SCAN: usize = 100;
+pub(super) const ROTATION_SCAN: usize = 100;
 /// `last_used_at` is written at most this often per credential.
 const LAST_USED_RESOLUTION: Duration = Duration::from_secs(60);
 const MAX_ATTEMPTS: usize = 16;
@@ -147,13 +147,9 @@ impl CredentialService {
             if credential.deleted_at.is_some() {
                 return Err(Error::NotFound(format!("credential {credential_id} of {key} not found: it was revoked")));
             }
-            let now = Utc::now();
-            let expected = credential.revision;
-            let mut revoked = credential;
-            revoked.deleted_at = Some(now);
-            revoked.updated_at = now;
-            revoked.revision += 1;
-            let batch = Batch { credentials: vec![Versioned::replacing(revoked.clone(), expected)], ..Batch::default() };
+            let revocation = revoked(credential, Utc::now());
+            let revoked = revocation.record.clone();
+            let batch = Batch { credentials: vec![revocation], ..Batch::default() };
             match self.store.apply(&batch).await {
                 Ok(()) => return Ok(revoked),
                 Err(StoreError::Conflict(_)) => continue,
@@ -219,4 +215,13 @@ impl CredentialService {
             service.recording_use.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&used.id);
         });
     }
+}
+
+/// Returns the write that revokes `credential` at `now`.
+pub(super) fn revoked(mut credential: Credential, now: DateTime<Utc>) -> Versioned<Credential> {
+    let expected = credential.revision;
+    credential.deleted_at = Some(now);
+    credential.updated_at = now;
+    credential.revision += 1;
+    Versioned::replacing(credential, expected)
 }

@@ -5,7 +5,10 @@ use std::sync::Arc;
 use chrono::Utc;
 
 use super::{
-    ConfigTypes, Connector, ConnectorKey, ConnectorPatch, ConnectorStatus, Error, NewConnector, ids::IdGenerator, lifecycle::cancelled,
+    ConfigTypes, Connector, ConnectorKey, ConnectorPatch, ConnectorStatus, Error, NewConnector,
+    credentials::{ROTATION_SCAN, revoked},
+    ids::IdGenerator,
+    lifecycle::cancelled,
 };
 use crate::store::{Batch, Inserted, Store, StoreError};
 
@@ -140,7 +143,8 @@ impl ConnectorRegistry {
     }
 
     /// Soft-deletes a connector: it stays readable with `get` but leaves lists and accepts
-    /// no more writes. Its pending sync is cancelled in the same write.
+    /// no more writes. Its pending sync is cancelled and its credentials are revoked in the
+    /// same write.
     pub async fn delete(&self, key: &ConnectorKey, expected_etag: ExpectedEtag<'_>) -> Result<Connector, Error> {
         for _ in 0..MAX_UPDATE_ATTEMPTS {
             let current = self.get(key).await?;
@@ -159,6 +163,11 @@ impl ConnectorRegistry {
             let mut batch = Batch::replace_connector(deleted.clone(), current.revision);
             if let Some(pending) = self.store.pending_sync(key).await? {
                 batch.syncs.push(cancelled(pending, "cancelled because the connector was deleted", now));
+            }
+            for credential in self.store.list_credentials(key, None, ROTATION_SCAN).await? {
+                if credential.deleted_at.is_none() {
+                    batch.credentials.push(revoked(credential, now));
+                }
             }
 
             match self.store.apply(&batch).await {

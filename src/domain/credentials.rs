@@ -13,7 +13,7 @@ use crate::store::{Batch, Store, StoreError, Versioned};
 
 /// Most credentials of one connector that may authenticate at the same time.
 pub const MAX_USABLE_CREDENTIALS: usize = 10;
-/// Newest credentials read when a rotation looks for older usable ones. Older ones expired
+/// Newest credentials read when a rotation or a delete looks for usable ones. Older ones expired
 /// long ago unless more than this many rotations happened within one grace window, which
 /// [`MAX_USABLE_CREDENTIALS`] prevents.
 pub(super) const ROTATION_SCAN: usize = 100;

@@ -84,7 +84,6 @@ where
     Err(Error::Aborted(format!("{what} lost against concurrent writes {MAX_ATTEMPTS} times; retry later")))
 }
 
-/// Returns the connector with a new revision and update time, ready to be written back.
 fn set_status(connector: &mut Connector, status: SyncStatus, now: DateTime<Utc>) {
     // While paused the status stays DISABLED; the other fields still record what happened.
     if !connector.is_paused() {

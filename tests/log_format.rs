@@ -1,6 +1,6 @@
-//! JSON log lines of the real binary: each line is one object with unique keys, a rejected
-//! request, over gRPC or the REST gateway, is logged at the default level, and so is each
-//! sync that the scheduler queues, but not each run that it skips.
+//! JSON log lines of the real binary. Each line is one object with unique keys. Rejected
+//! requests, over gRPC or the REST gateway, are logged at the default level. So is each sync
+//! that the scheduler queues, but not each run that it skips.
 
 mod common;
 

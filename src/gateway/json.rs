@@ -7,9 +7,9 @@
 //! define. Such a field is rejected, where grpc-gateway would ignore it. It is usually a
 //! misspelled field, and the absence of the intended one has effects: a field mask clears
 //! it, an empty `cron` removes a schedule, and a config must decode as its type.
-//! Only an unknown field whose value is `null` is removed and ignored: in proto3 JSON, null
+//! Only an unknown field whose value is `null` is removed and ignored. In proto3 JSON, null
 //! stands for a field that is not set, and client SDKs built for a newer version of the API
-//! send its added request fields that way.
+//! send the request fields it added as null.
 
 use prost_reflect::{FieldDescriptor, Kind, MessageDescriptor};
 use serde_json::{Map, Value};

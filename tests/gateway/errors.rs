@@ -279,8 +279,8 @@ async fn misspelled_schedule_field_keeps_the_schedule() {
     let base = format!("/api/v1/apps/app-1/connectors/{id}");
     expect_ok(server.post(&format!("{base}/schedule"), json!({"cron": {"cronSpec": "0 3 * * *"}})).await).await;
 
-    // `cron_spec` belongs inside `cron`; the others misspell a field of `cron`, which would
-    // leave an empty `cron` (removal) or drop the timezone if they were ignored.
+    // `cron_spec` belongs inside `cron`, and the others misspell a field of `cron`. Ignored,
+    // they would leave an empty `cron`, which removes the schedule, or drop the timezone.
     let misspellings = [
         (json!({"cron_spec": "0 4 * * *"}), "cron_spec"),
         (json!({"cron": {"cronSpc": "0 4 * * *"}}), "cron.cronSpc"),

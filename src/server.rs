@@ -307,6 +307,7 @@ pub async fn run(
             ],
             cors_allow_origins: options.cors_allow_origins.clone(),
             max_body_bytes: MAX_MESSAGE_BYTES,
+            auth: auth.clone(),
         },
     )?;
     let health = services.health_reporter.clone();

@@ -184,6 +184,27 @@ async fn rest_status(http: &reqwest::Client, method: &str, url: &str, token: Opt
 }
 
 #[tokio::test]
+async fn rest_checks_the_token_before_the_body() {
+    let (server, tokens, _directory) = start_with_tokens().await;
+    let http = reqwest::Client::new();
+    let url = format!("http://{}/api/v1/apps/a1/connectors/create", server.addr);
+    let oversized = vec![b' '; 5 * 1024 * 1024];
+    let bodies: [(&str, Vec<u8>); 3] =
+        [("malformed", b"{\"catalogId\":".to_vec()), ("unknown field", br#"{"bogus": 1}"#.to_vec()), ("oversized", oversized)];
+
+    for (kind, body) in bodies {
+        let response = http.post(&url).header("content-type", "application/json").body(body.clone()).send().await.expect("send");
+        assert_eq!(response.status().as_u16(), 401, "{kind} body without a token");
+        let error: Value = response.json().await.expect("JSON error body");
+        assert!(error["message"].as_str().unwrap().contains("missing API token"), "{kind}: {error}");
+
+        let viewer = http.post(&url).bearer_auth(&tokens.viewer).body(body).send().await.expect("send");
+        assert_eq!(viewer.status().as_u16(), 403, "{kind} body with a viewer token");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn every_rest_route_checks_tokens_and_roles() {
     let (server, tokens, _directory) = start_with_tokens().await;
     let http = reqwest::Client::new();

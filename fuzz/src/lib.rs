@@ -350,6 +350,7 @@ fn harness() -> &'static Harness {
                 ],
                 cors_allow_origins: Vec::new(),
                 max_body_bytes: connectord::server::MAX_MESSAGE_BYTES,
+                auth: connectord::auth::AuthPolicy::disabled(),
             },
         )
         .expect("edge layer");

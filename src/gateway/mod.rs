@@ -50,6 +50,9 @@ pub struct EdgeOptions {
     pub cors_allow_origins: Vec<String>,
     /// Largest REST request body, in bytes; larger ones get HTTP 413.
     pub max_body_bytes: usize,
+    /// The token check of the gRPC stack. The gateway applies it too, before it reads a
+    /// request body, so a caller without a valid token learns nothing from body errors.
+    pub auth: crate::auth::AuthPolicy,
 }
 
 /// CORS, then the REST gateway, then gRPC-Web translation, around a gRPC service stack.
@@ -65,7 +68,7 @@ impl EdgeLayer {
     pub fn new(pool: DescriptorPool, options: &EdgeOptions) -> Result<Self, GatewayError> {
         let pool = descriptors::gateway_pool(pool)?;
         let service_names: Vec<&str> = options.rest_services.iter().map(String::as_str).collect();
-        let gateway = RestGateway::new(pool, &service_names, options.max_body_bytes)?;
+        let gateway = RestGateway::new(pool, &service_names, options.max_body_bytes, options.auth.clone())?;
         tracing::info!(
             routes = gateway.router().bindings().len(),
             cors_origins = %options.cors_allow_origins.join(","),

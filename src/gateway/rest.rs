@@ -11,11 +11,13 @@ use tower::Service;
 
 use super::{
     error::{bad_request, error_response, json_response, rpc_status_response},
-    grpc_call::{self, UnaryOutcome},
+    grpc_call::{self, RpcStatus, UnaryOutcome},
     http_rule::{self, Binding, BindingError},
     request::{self, RequestError},
     router::{RouteMatch, Router},
 };
+
+use crate::auth::AuthPolicy;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -28,17 +30,18 @@ pub struct RestGateway {
     router: Router,
     pool: DescriptorPool,
     max_body_bytes: usize,
+    auth: AuthPolicy,
 }
 
 impl RestGateway {
     /// Builds the routes of `service_names` from the `google.api.http` rules in `pool`. The
     /// pool must also hold every type that can appear in an `Any` of a request or response.
-    pub fn new(pool: DescriptorPool, service_names: &[&str], max_body_bytes: usize) -> Result<Self, BindingError> {
+    pub fn new(pool: DescriptorPool, service_names: &[&str], max_body_bytes: usize, auth: AuthPolicy) -> Result<Self, BindingError> {
         let router = Router::new(http_rule::bindings(&pool, service_names)?);
         for binding in router.bindings() {
             tracing::debug!(method = %binding.method, path = %binding.template, rpc = binding.rpc.full_name(), "REST route");
         }
-        Ok(Self { router, pool, max_body_bytes })
+        Ok(Self { router, pool, max_body_bytes, auth })
     }
 
     pub fn router(&self) -> &Router {
@@ -59,6 +62,14 @@ impl RestGateway {
             RouteMatch::MethodNotAllowed(allowed) => return method_not_allowed(&parts.method, parts.uri.path(), &allowed),
             RouteMatch::NotFound => return not_found(&parts.method, parts.uri.path()),
         };
+        // The auth layer checks the call again; checking here first keeps body errors from
+        // callers without a valid token.
+        let authorization = parts.headers.get(header::AUTHORIZATION).and_then(|value| value.to_str().ok());
+        if let Err(status) = self.auth.authorize(&binding.grpc_path(), authorization) {
+            tracing::info!(path = %parts.uri.path(), code = ?status.code(), reason = status.message(), "REST call rejected by authentication");
+            let status = RpcStatus { code: status.code(), message: status.message().to_owned(), details: Bytes::new() };
+            return rpc_status_response(&self.pool, &status);
+        }
         let body = match read_body(body, &parts.headers, self.max_body_bytes).await {
             Ok(body) => body,
             Err(response) => return response,
@@ -231,7 +242,7 @@ mod tests {
 
     fn gateway(max_body_bytes: usize) -> RestGateway {
         let pool = descriptors::gateway_pool(DescriptorPool::decode(pb::FILE_DESCRIPTOR_SET).unwrap()).unwrap();
-        RestGateway::new(pool, &[pb::connector_service_server::SERVICE_NAME], max_body_bytes).unwrap()
+        RestGateway::new(pool, &[pb::connector_service_server::SERVICE_NAME], max_body_bytes, AuthPolicy::disabled()).unwrap()
     }
 
     fn get_request(body: Body) -> Request<Body> {

@@ -84,13 +84,48 @@ fn decode_body(
     let mut track = serde_path_to_error::Track::new();
     let tracked = serde_path_to_error::Deserializer::new(value, &mut track);
     DynamicMessage::deserialize_with_options(input.clone(), tracked, &options).map_err(|error| {
-        let reason = error.to_string();
+        let reason = without_string_values(&error.to_string());
         // The path is "." when the body itself has the wrong shape.
         match track.path().to_string() {
             field if field == "." => RequestError::InvalidBody { message_type: input.full_name().to_owned(), reason },
             field => RequestError::InvalidField { field, description: format!("is not valid proto3 JSON for this field: {reason}") },
         }
     })
+}
+
+/// Longest decoder message that an error repeats, in characters.
+const MAX_REASON_CHARS: usize = 300;
+
+/// Removes the string values that serde's messages quote (`invalid type: string "…",
+/// expected a map`), because such a value may be a secret, such as a config sent as a JSON
+/// string, and the message reaches the client and the log. Shortens what remains.
+fn without_string_values(reason: &str) -> String {
+    const MARKER: &str = "string \"";
+    let mut cleaned = String::with_capacity(reason.len().min(MAX_REASON_CHARS));
+    let mut rest = reason;
+    while let Some(start) = rest.find(MARKER) {
+        cleaned.push_str(&rest[..start]);
+        cleaned.push_str("string");
+        // The value is written in Rust's debug form, so `\\` and `\"` are escapes.
+        let mut escaped = false;
+        let mut end = rest.len();
+        for (offset, character) in rest[start + MARKER.len()..].char_indices() {
+            match (escaped, character) {
+                (false, '\\') => escaped = true,
+                (false, '"') => {
+                    end = start + MARKER.len() + offset + 1;
+                    break;
+                }
+                _ => escaped = false,
+            }
+        }
+        rest = &rest[end..];
+    }
+    cleaned.push_str(rest);
+    match cleaned.char_indices().nth(MAX_REASON_CHARS) {
+        Some((cut, _)) => format!("{}…", &cleaned[..cut]),
+        None => cleaned,
+    }
 }
 
 /// Sets the fields named by query parameters (`page_size=5` or `pageSize=5`, and dotted
@@ -335,5 +370,22 @@ mod tests {
         let error = decode_route(http::Method::POST, "/api/v1/apps/a1/connectors", "[1]").unwrap_err();
         assert!(matches!(error, RequestError::InvalidBody { .. }), "{error:?}");
         assert!(error.to_string().contains("ConnectorServiceCreateDelegatedRequest"), "{error}");
+    }
+
+    #[test]
+    fn decoder_messages_drop_string_values() {
+        let reason = r#"invalid type: string "{\"api_key\":\"sk_live_9f8e7d\"}", expected a map"#;
+        assert_eq!(without_string_values(reason), "invalid type: string, expected a map");
+        assert_eq!(without_string_values("invalid type: integer `5`, expected a string"), "invalid type: integer `5`, expected a string");
+        let long = "x".repeat(1_000);
+        assert_eq!(without_string_values(&long).chars().count(), MAX_REASON_CHARS + 1);
+    }
+
+    #[test]
+    fn config_sent_as_a_string_is_not_echoed() {
+        let body = r#"{"catalogId": "x", "config": {"@type": "type.googleapis.com/google.protobuf.Struct", "value": "{\"api_key\": \"sk_live_9f8e7d\"}"}}"#;
+        let error = decode_route(http::Method::POST, "/api/v1/apps/a1/connectors/create", body).unwrap_err().to_string();
+        assert!(error.starts_with("config"), "{error}");
+        assert!(!error.contains("sk_live_9f8e7d"), "{error}");
     }
 }

@@ -93,12 +93,12 @@ fn decode_body(
     })
 }
 
-/// Longest decoder message that an error repeats, in characters.
+/// Maximum length of the decoder message that an error repeats, in characters.
 const MAX_REASON_CHARS: usize = 300;
 
 /// Removes the string values that serde's messages quote (`invalid type: string "…",
-/// expected a map`), because such a value may be a secret, such as a config sent as a JSON
-/// string, and the message reaches the client and the log. Shortens what remains.
+/// expected a map`) and shortens what remains. Such a value may be a secret, for example a
+/// config sent as a JSON string, and the message reaches the client and the log.
 fn without_string_values(reason: &str) -> String {
     const MARKER: &str = "string \"";
     let mut cleaned = String::with_capacity(reason.len().min(MAX_REASON_CHARS));

@@ -83,6 +83,9 @@ async fn mutating_calls_log_one_audit_event_each() {
     assert_eq!(update["code"], "Ok");
     assert_eq!(events[0]["connector_id"], created.id.as_str());
     assert_eq!(events[2]["code"], "NotFound");
+    assert_eq!(events[2]["changed"], "", "a failed delete changed nothing");
+    assert_eq!(events[2]["attempted"], "deleted_at");
+    assert_eq!(update["attempted"], "");
 
     let text = String::from_utf8_lossy(&buffer.0.lock().unwrap()).into_owned();
     assert!(!text.contains("audit-secret-91c2"), "a config value reached the log");

@@ -1,6 +1,7 @@
 //! The audit log: one structured event per mutating call on the tracing target
 //! `connectord::audit`, with the caller, the RPC, the ids, the changed field paths (never
-//! values) and the result code.
+//! values) and the result code. A failed call lists its field paths as `attempted` instead,
+//! because it changed nothing.
 
 use tonic::Request;
 
@@ -49,6 +50,8 @@ impl Audit {
             Ok(_) => tonic::Code::Ok,
             Err(error) => code_of(error),
         };
+        let paths = self.changed.join(",");
+        let (changed, attempted) = if code == tonic::Code::Ok { (paths.as_str(), "") } else { ("", paths.as_str()) };
         let (caller, role) = match (&self.caller, &self.worker_client_id) {
             (_, Some(client_id)) => (client_id.as_str(), "connector-credential"),
             (Some(caller), None) => (caller.name.as_str(), caller.role.as_str()),
@@ -62,7 +65,8 @@ impl Audit {
             app_id = %self.app_id,
             connector_id = %self.connector_id,
             // Comma-separated, so JSON logs carry plain text rather than Rust debug syntax.
-            changed = %self.changed.join(","),
+            changed,
+            attempted,
             code = ?code,
             "audit"
         );

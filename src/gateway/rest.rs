@@ -70,7 +70,7 @@ impl RestGateway {
             let status = RpcStatus { code: status.code(), message: status.message().to_owned(), details: Bytes::new() };
             return rpc_status_response(&self.pool, &status);
         }
-        let body = match read_body(body, &parts.headers, self.max_body_bytes).await {
+        let body = match read_body(body, &parts.headers, self.max_body_bytes, parts.uri.path()).await {
             Ok(body) => body,
             Err(response) => return response,
         };
@@ -154,17 +154,17 @@ fn write_integral_floats_as_integers(value: &mut serde_json::Value) {
 }
 
 /// Reads the whole body, rejecting one longer than `max_bytes` with 413.
-async fn read_body(body: Body, headers: &HeaderMap, max_bytes: usize) -> Result<Bytes, Response<Body>> {
+async fn read_body(body: Body, headers: &HeaderMap, max_bytes: usize, path: &str) -> Result<Bytes, Response<Body>> {
     let declared_length =
         headers.get(header::CONTENT_LENGTH).and_then(|length| length.to_str().ok()).and_then(|length| length.parse::<u64>().ok());
     if declared_length.is_some_and(|length| length > max_bytes as u64) {
-        return Err(body_too_large(max_bytes));
+        return Err(body_too_large(max_bytes, path));
     }
     match Limited::new(body, max_bytes).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => Err(body_too_large(max_bytes)),
+        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => Err(body_too_large(max_bytes, path)),
         Err(error) => {
-            tracing::info!(%error, "reading a REST request body failed");
+            tracing::info!(path, %error, "reading a REST request body failed");
             Err(error_response(
                 StatusCode::BAD_REQUEST,
                 Code::InvalidArgument,
@@ -183,8 +183,8 @@ fn request_error_response(binding: &Binding, error: RequestError) -> Response<Bo
     }
 }
 
-fn body_too_large(max_bytes: usize) -> Response<Body> {
-    tracing::info!(max_bytes, "REST request body too large");
+fn body_too_large(max_bytes: usize, path: &str) -> Response<Body> {
+    tracing::info!(path, max_bytes, "REST request body too large");
     error_response(
         StatusCode::PAYLOAD_TOO_LARGE,
         Code::ResourceExhausted,
@@ -200,7 +200,7 @@ fn not_found(method: &Method, path: &str) -> Response<Body> {
 
 fn method_not_allowed(method: &Method, path: &str, allowed: &[Method]) -> Response<Body> {
     let allowed: Vec<&str> = allowed.iter().map(Method::as_str).collect();
-    tracing::info!(%method, path, ?allowed, "REST method not allowed");
+    tracing::info!(%method, path, allowed = %allowed.join(","), "REST method not allowed");
     let mut response = error_response(
         StatusCode::METHOD_NOT_ALLOWED,
         Code::Unimplemented,

@@ -8,7 +8,7 @@ use std::{collections::HashSet, fmt, time::Duration};
 
 use common::{ChildServer, create_request};
 use connectord::auth::{Role, TokenFile};
-use connectord::pb::sync::State;
+use connectord::pb::{self, sync::State};
 use serde::de::{Deserialize, Deserializer, Error as _, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
 use tonic::{Code, Request};
@@ -64,6 +64,17 @@ async fn rejected_requests_log_json_lines_with_unique_keys() {
     missing.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
     assert_eq!(client.get(missing).await.unwrap_err().code(), Code::NotFound);
 
+    let mut bad_schedule = Request::new(pb::ConnectorServiceUpdateConnectorScheduleRequest {
+        app_id: "app-1".to_owned(),
+        connector_id: "missing-1".to_owned(),
+        schedule: Some(pb::connector_service_update_connector_schedule_request::Schedule::Cron(pb::ConnectorScheduleCron {
+            cron_spec: "61 * * * *".to_owned(),
+            timezone: String::new(),
+        })),
+    });
+    bad_schedule.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    assert_eq!(client.update_connector_schedule(bad_schedule).await.unwrap_err().code(), Code::InvalidArgument);
+
     // Rejected by the REST gateway before any RPC runs.
     let http = reqwest::Client::new();
     let base = format!("http://{}", server.addr);
@@ -105,6 +116,10 @@ async fn rejected_requests_log_json_lines_with_unique_keys() {
     ] {
         assert!(logged(message), "no {message:?} line at the default level in:\n{}", lines.join("\n"));
     }
+    let schedule_rejection = events
+        .iter()
+        .find(|event| event["message"] == "request rejected: invalid argument" && event["span"]["name"] == "UpdateConnectorSchedule");
+    assert!(schedule_rejection.is_some_and(|event| event["span"]["connector_id"] == "missing-1"), "{}", lines.join("\n"));
     let rejected = events.iter().find(|event| event["message"] == "call rejected by authentication").unwrap();
     assert!(rejected["reason"].as_str().is_some_and(|reason| reason.contains("token")), "{rejected}");
 }

@@ -312,6 +312,7 @@ impl ConnectorService for ConnectorApi {
         result.map(Response::new).map_err(to_status)
     }
 
+    #[tracing::instrument(name = "GetCredentials", skip_all, fields(app_id = %request.get_ref().app_id, connector_id = %request.get_ref().connector_id))]
     async fn get_credentials(
         &self,
         request: Request<pb::ConnectorServiceGetCredentialsRequest>,
@@ -319,6 +320,7 @@ impl ConnectorService for ConnectorApi {
         self.handle_get_credentials(request.into_inner()).await.map(Response::new).map_err(to_status)
     }
 
+    #[tracing::instrument(name = "RotateCredential", skip_all, fields(app_id = %request.get_ref().app_id, connector_id = %request.get_ref().connector_id))]
     async fn rotate_credential(
         &self,
         request: Request<pb::ConnectorServiceRotateCredentialRequest>,
@@ -331,6 +333,7 @@ impl ConnectorService for ConnectorApi {
         result.map(Response::new).map_err(to_status)
     }
 
+    #[tracing::instrument(name = "RevokeCredential", skip_all, fields(app_id = %request.get_ref().app_id, connector_id = %request.get_ref().connector_id))]
     async fn revoke_credential(
         &self,
         request: Request<pb::ConnectorServiceRevokeCredentialRequest>,
@@ -343,6 +346,7 @@ impl ConnectorService for ConnectorApi {
         result.map(Response::new).map_err(to_status)
     }
 
+    #[tracing::instrument(name = "ListCredentials", skip_all, fields(app_id = %request.get_ref().app_id, connector_id = %request.get_ref().connector_id))]
     async fn list_credentials(
         &self,
         request: Request<pb::ConnectorServiceListCredentialsRequest>,
@@ -350,6 +354,7 @@ impl ConnectorService for ConnectorApi {
         self.handle_list_credentials(request.into_inner()).await.map(Response::new).map_err(to_status)
     }
 
+    #[tracing::instrument(name = "ForceSync", skip_all, fields(app_id = %request.get_ref().app_id, connector_id = %request.get_ref().connector_id))]
     async fn force_sync(
         &self,
         request: Request<pb::ConnectorServiceForceSyncRequest>,
@@ -362,6 +367,7 @@ impl ConnectorService for ConnectorApi {
         result.map(Response::new).map_err(to_status)
     }
 
+    #[tracing::instrument(name = "PauseSync", skip_all, fields(app_id = %request.get_ref().app_id, connector_id = %request.get_ref().connector_id))]
     async fn pause_sync(
         &self,
         request: Request<pb::ConnectorServicePauseSyncRequest>,
@@ -374,6 +380,7 @@ impl ConnectorService for ConnectorApi {
         result.map(Response::new).map_err(to_status)
     }
 
+    #[tracing::instrument(name = "ResumeSync", skip_all, fields(app_id = %request.get_ref().app_id, connector_id = %request.get_ref().connector_id))]
     async fn resume_sync(
         &self,
         request: Request<pb::ConnectorServiceResumeSyncRequest>,
@@ -386,6 +393,7 @@ impl ConnectorService for ConnectorApi {
         result.map(Response::new).map_err(to_status)
     }
 
+    #[tracing::instrument(name = "UpdateConnectorSchedule", skip_all, fields(app_id = %request.get_ref().app_id, connector_id = %request.get_ref().connector_id))]
     async fn update_connector_schedule(
         &self,
         request: Request<pb::ConnectorServiceUpdateConnectorScheduleRequest>,
@@ -398,6 +406,7 @@ impl ConnectorService for ConnectorApi {
         result.map(Response::new).map_err(to_status)
     }
 
+    #[tracing::instrument(name = "ConfirmSyncValid", skip_all, fields(app_id = %request.get_ref().app_id, connector_id = %request.get_ref().connector_id))]
     async fn confirm_sync_valid(
         &self,
         request: Request<pb::ConnectorServiceConfirmSyncValidRequest>,
@@ -410,6 +419,7 @@ impl ConnectorService for ConnectorApi {
         result.map(Response::new).map_err(to_status)
     }
 
+    #[tracing::instrument(name = "GetConnectorSyncDownloadURL", skip_all, fields(app_id = %request.get_ref().app_id, connector_id = %request.get_ref().connector_id))]
     async fn get_connector_sync_download_url(
         &self,
         request: Request<pb::ConnectorServiceGetConnectorSyncDownloadUrlRequest>,
@@ -417,6 +427,7 @@ impl ConnectorService for ConnectorApi {
         self.handle_download_url(request.into_inner()).await.map(Response::new).map_err(to_status)
     }
 
+    #[tracing::instrument(name = "GetSync", skip_all, fields(app_id = %request.get_ref().app_id, connector_id = %request.get_ref().connector_id))]
     async fn get_sync(
         &self,
         request: Request<pb::ConnectorServiceGetSyncRequest>,
@@ -424,6 +435,7 @@ impl ConnectorService for ConnectorApi {
         self.handle_get_sync(request.into_inner()).await.map(Response::new).map_err(to_status)
     }
 
+    #[tracing::instrument(name = "ListSyncs", skip_all, fields(app_id = %request.get_ref().app_id, connector_id = %request.get_ref().connector_id))]
     async fn list_syncs(
         &self,
         request: Request<pb::ConnectorServiceListSyncsRequest>,
@@ -431,6 +443,7 @@ impl ConnectorService for ConnectorApi {
         self.handle_list_syncs(request.into_inner()).await.map(Response::new).map_err(to_status)
     }
 
+    #[tracing::instrument(name = "CancelSync", skip_all, fields(app_id = %request.get_ref().app_id, connector_id = %request.get_ref().connector_id))]
     async fn cancel_sync(
         &self,
         request: Request<pb::ConnectorServiceCancelSyncRequest>,

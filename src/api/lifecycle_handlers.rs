@@ -43,7 +43,6 @@ fn sync_scope(key: &ConnectorKey, state: i32) -> String {
 }
 
 impl ConnectorApi {
-    #[tracing::instrument(name = "GetCredentials", skip_all, fields(app_id = %request.app_id, connector_id = %request.connector_id))]
     pub(super) async fn handle_get_credentials(
         &self,
         request: pb::ConnectorServiceGetCredentialsRequest,
@@ -56,7 +55,6 @@ impl ConnectorApi {
         Ok(pb::ConnectorServiceGetCredentialsResponse { credential: Some(credential.into()) })
     }
 
-    #[tracing::instrument(name = "RotateCredential", skip_all, fields(app_id = %request.app_id, connector_id = %request.connector_id))]
     pub(super) async fn handle_rotate_credential(
         &self,
         request: pb::ConnectorServiceRotateCredentialRequest,
@@ -72,7 +70,6 @@ impl ConnectorApi {
         Ok(pb::ConnectorServiceRotateCredentialResponse { credential: Some(credential), client_secret: secret })
     }
 
-    #[tracing::instrument(name = "RevokeCredential", skip_all, fields(app_id = %request.app_id, connector_id = %request.connector_id))]
     pub(super) async fn handle_revoke_credential(
         &self,
         request: pb::ConnectorServiceRevokeCredentialRequest,
@@ -85,7 +82,6 @@ impl ConnectorApi {
         Ok(pb::ConnectorServiceRevokeCredentialResponse {})
     }
 
-    #[tracing::instrument(name = "ListCredentials", skip_all, fields(app_id = %request.app_id, connector_id = %request.connector_id))]
     pub(super) async fn handle_list_credentials(
         &self,
         request: pb::ConnectorServiceListCredentialsRequest,
@@ -108,7 +104,6 @@ impl ConnectorApi {
         })
     }
 
-    #[tracing::instrument(name = "ForceSync", skip_all, fields(app_id = %request.app_id, connector_id = %request.connector_id))]
     pub(super) async fn handle_force_sync(
         &self,
         request: pb::ConnectorServiceForceSyncRequest,
@@ -127,7 +122,6 @@ impl ConnectorApi {
         Ok(pb::ConnectorServiceForceSyncResponse { sync: Some(sync.into()) })
     }
 
-    #[tracing::instrument(name = "PauseSync", skip_all, fields(app_id = %request.app_id, connector_id = %request.connector_id))]
     pub(super) async fn handle_pause_sync(
         &self,
         request: pb::ConnectorServicePauseSyncRequest,
@@ -147,7 +141,6 @@ impl ConnectorApi {
         Ok(pb::ConnectorServicePauseSyncResponse {})
     }
 
-    #[tracing::instrument(name = "ResumeSync", skip_all, fields(app_id = %request.app_id, connector_id = %request.connector_id))]
     pub(super) async fn handle_resume_sync(
         &self,
         request: pb::ConnectorServiceResumeSyncRequest,
@@ -160,7 +153,6 @@ impl ConnectorApi {
         Ok(pb::ConnectorServiceResumeSyncResponse {})
     }
 
-    #[tracing::instrument(name = "UpdateConnectorSchedule", skip_all, fields(app_id = %request.app_id, connector_id = %request.connector_id))]
     pub(super) async fn handle_update_schedule(
         &self,
         request: pb::ConnectorServiceUpdateConnectorScheduleRequest,
@@ -174,7 +166,6 @@ impl ConnectorApi {
         Ok(pb::ConnectorServiceUpdateConnectorScheduleResponse { next_runs: next_runs.into_iter().map(timestamp).collect() })
     }
 
-    #[tracing::instrument(name = "ConfirmSyncValid", skip_all, fields(app_id = %request.app_id, connector_id = %request.connector_id))]
     pub(super) async fn handle_confirm_sync_valid(
         &self,
         request: pb::ConnectorServiceConfirmSyncValidRequest,
@@ -187,7 +178,6 @@ impl ConnectorApi {
         Ok(pb::ConnectorServiceConfirmSyncValidResponse {})
     }
 
-    #[tracing::instrument(name = "GetConnectorSyncDownloadURL", skip_all, fields(app_id = %request.app_id, connector_id = %request.connector_id))]
     pub(super) async fn handle_download_url(
         &self,
         request: pb::ConnectorServiceGetConnectorSyncDownloadUrlRequest,
@@ -200,7 +190,6 @@ impl ConnectorApi {
         Ok(pb::ConnectorServiceGetConnectorSyncDownloadUrlResponse { download_url })
     }
 
-    #[tracing::instrument(name = "GetSync", skip_all, fields(app_id = %request.app_id, connector_id = %request.connector_id))]
     pub(super) async fn handle_get_sync(
         &self,
         request: pb::ConnectorServiceGetSyncRequest,
@@ -213,7 +202,6 @@ impl ConnectorApi {
         Ok(pb::ConnectorServiceGetSyncResponse { sync: Some(sync.into()) })
     }
 
-    #[tracing::instrument(name = "ListSyncs", skip_all, fields(app_id = %request.app_id, connector_id = %request.connector_id))]
     pub(super) async fn handle_list_syncs(
         &self,
         request: pb::ConnectorServiceListSyncsRequest,
@@ -243,7 +231,6 @@ impl ConnectorApi {
         })
     }
 
-    #[tracing::instrument(name = "CancelSync", skip_all, fields(app_id = %request.app_id, connector_id = %request.connector_id))]
     pub(super) async fn handle_cancel_sync(
         &self,
         request: pb::ConnectorServiceCancelSyncRequest,

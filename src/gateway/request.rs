@@ -43,10 +43,11 @@ pub fn decode(binding: &Binding, captures: Vec<Capture>, query: Option<&str>, bo
         BodySelector::None => DynamicMessage::new(input.clone()),
     };
 
-    if let Some(query) = query
-        && !matches!(binding.body, BodySelector::Whole)
-    {
-        apply_query(&mut message, binding, &captures, query, &mut ignored)?;
+    if let Some(query) = query {
+        match binding.body {
+            BodySelector::Whole => reject_query_fields(&input, &captures, query, &mut ignored)?,
+            _ => apply_query(&mut message, binding, &captures, query, &mut ignored)?,
+        }
     }
     for capture in captures {
         let fields = resolve(&input, capture.field_path.iter().map(String::as_str))
@@ -155,6 +156,31 @@ fn apply_query(
     Ok(())
 }
 
+/// Rejects query parameters that name a request field on a route whose body is the whole
+/// message, where only the body sets fields. Ignoring them would apply the request without
+/// the field, such as an update without the mask that was sent as `?updateMask=`. Other
+/// parameters are ignored.
+fn reject_query_fields(
+    input: &MessageDescriptor,
+    captures: &[Capture],
+    query: &str,
+    ignored: &mut Vec<String>,
+) -> Result<(), RequestError> {
+    for (key, _) in form_urlencoded::parse(query.as_bytes()) {
+        let Some(fields) = resolve(input, key.split('.')) else {
+            ignored.push(format!("query parameter {key}"));
+            continue;
+        };
+        if !bound_by_path(&fields, captures) {
+            return Err(RequestError::InvalidField {
+                field: key.into_owned(),
+                description: "is a query parameter, but this route reads fields from the JSON body only; send it in the body".to_owned(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Resolves a dotted path of proto or JSON field names. Returns `None` if a name is unknown,
 /// or if it follows a field that is not a message.
 fn resolve<'a>(input: &MessageDescriptor, names: impl Iterator<Item = &'a str>) -> Option<Vec<FieldDescriptor>> {
@@ -179,6 +205,11 @@ fn is_bound_elsewhere(fields: &[FieldDescriptor], binding: &Binding, captures: &
     {
         return true;
     }
+    bound_by_path(fields, captures)
+}
+
+/// True when a path variable sets the query parameter's field or a message around it.
+fn bound_by_path(fields: &[FieldDescriptor], captures: &[Capture]) -> bool {
     captures.iter().any(|capture| capture.field_path.iter().zip(fields).all(|(name, field)| name == field.name()))
 }
 
@@ -387,5 +418,15 @@ mod tests {
         let error = decode_route(http::Method::POST, "/api/v1/apps/a1/connectors/create", body).unwrap_err().to_string();
         assert!(error.starts_with("config"), "{error}");
         assert!(!error.contains("sk_live_9f8e7d"), "{error}");
+    }
+
+    #[test]
+    fn query_fields_on_body_routes_are_rejected() {
+        let body = r#"{"connector": {"displayName": "Q"}}"#;
+        let error = decode_route(http::Method::POST, "/api/v1/apps/a1/connectors/c1?updateMask=description", body).unwrap_err();
+        assert!(matches!(&error, RequestError::InvalidField { field, .. } if field == "updateMask"), "{error}");
+
+        let decoded = decode_route(http::Method::POST, "/api/v1/apps/a1/connectors/c1?cacheBuster=1", body).unwrap();
+        assert_eq!(decoded.ignored, ["query parameter cacheBuster"]);
     }
 }

@@ -22,14 +22,15 @@ const ANY: &str = "google.protobuf.Any";
 pub struct Prepared {
     /// Dotted JSON paths of the unknown fields set to `null`, which were removed.
     pub ignored: Vec<String>,
-    /// Unknown fields with a value, in the order of the body. They stay in the JSON value, so
-    /// nothing the client sent is dropped unseen.
-    pub unknown: Vec<UnknownField>,
+    /// Unknown fields with a value and malformed field masks, in the order of the body. They
+    /// stay in the JSON value, so nothing the client sent is dropped unseen.
+    pub rejected: Vec<RejectedField>,
 }
 
-/// A field that its message type, or the type named by an `Any`'s `@type`, does not define.
+/// A field that its message type, or the type named by an `Any`'s `@type`, does not define,
+/// or a field mask in none of the accepted forms.
 #[derive(Debug, PartialEq)]
-pub struct UnknownField {
+pub struct RejectedField {
     /// Dotted JSON path of the field, such as `config.port`.
     pub path: String,
     /// The rule that the field breaks, as the error's description.
@@ -116,7 +117,25 @@ pub fn find_field(descriptor: &MessageDescriptor, name: &str) -> Option<FieldDes
 
 fn walk_message(descriptor: &MessageDescriptor, value: &mut Value, path: &str, scope: Scope, prepared: &mut Prepared) {
     match descriptor.full_name() {
-        FIELD_MASK => return normalize_field_mask(value),
+        FIELD_MASK => {
+            normalize_field_mask(value);
+            // An accepted object form became a string, so an object left here is malformed.
+            if let Value::Object(object) = value {
+                let rejected = if object.contains_key("paths") {
+                    RejectedField {
+                        path: format!("{path}.paths"),
+                        rule: "must be a list of field paths, such as [\"displayName\"]".to_owned(),
+                    }
+                } else {
+                    RejectedField {
+                        path: path.to_owned(),
+                        rule: "must be a comma-separated string of field paths, a list of them, or {\"paths\": [...]}".to_owned(),
+                    }
+                };
+                prepared.rejected.push(rejected);
+            }
+            return;
+        }
         ANY => return walk_any(descriptor, value, path, prepared),
         // The other well-known types have their own JSON forms, without message fields.
         name if name.starts_with("google.protobuf.") && name != "google.protobuf.Empty" => return,
@@ -144,7 +163,7 @@ fn walk_any(any: &MessageDescriptor, value: &mut Value, path: &str, prepared: &m
         for key in object.keys().filter(|key| !matches!(key.as_str(), "@type" | "value")) {
             let field_path = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
             let rule = format!("is not allowed: an Any of {} takes only \"@type\" and \"value\"", payload_type.full_name());
-            prepared.unknown.push(UnknownField { path: field_path, rule });
+            prepared.rejected.push(RejectedField { path: field_path, rule });
         }
         if let Some(payload) = object.get_mut("value") {
             walk_message(&payload_type, payload, path, Scope::Payload, prepared);
@@ -179,7 +198,7 @@ fn walk_fields(
                 Scope::Request => format!("is not a field of {}", descriptor.full_name()),
                 Scope::Payload => format!("is not a field of {}, the type named by @type", descriptor.full_name()),
             };
-            prepared.unknown.push(UnknownField { path: field_path, rule });
+            prepared.rejected.push(RejectedField { path: field_path, rule });
             continue;
         };
         walk_field_value(&field, value, &field_path, scope, prepared);
@@ -247,7 +266,7 @@ mod tests {
     }
 
     fn paths(prepared: &Prepared) -> Vec<&str> {
-        prepared.unknown.iter().map(|field| field.path.as_str()).collect()
+        prepared.rejected.iter().map(|field| field.path.as_str()).collect()
     }
 
     #[test]
@@ -260,7 +279,7 @@ mod tests {
         });
         let prepared = prepare_message(&descriptor, &mut body);
         assert_eq!(paths(&prepared), ["connector.colour", "connector.syncConfig.extra", "trace"]);
-        assert_eq!(prepared.unknown[0].rule, "is not a field of connectord.v1.Connector");
+        assert_eq!(prepared.rejected[0].rule, "is not a field of connectord.v1.Connector");
         assert!(prepared.ignored.is_empty());
         assert_eq!(body["update_mask"], json!("displayName"));
         assert_eq!(body["connector"]["colour"], json!("red"));
@@ -274,11 +293,11 @@ mod tests {
             "expandMask": {"paths": []}
         });
         let prepared = prepare_message(&descriptor, &mut body);
-        let expected = UnknownField {
+        let expected = RejectedField {
             path: "config.x".to_owned(),
             rule: "is not a field of connectord.v1.SyncConfig, the type named by @type".to_owned(),
         };
-        assert_eq!(prepared.unknown, [expected]);
+        assert_eq!(prepared.rejected, [expected]);
     }
 
     #[test]
@@ -287,7 +306,7 @@ mod tests {
         let mut body = json!({"catalogId": "okta", "addedLater": null, "config": {"@type": "type.googleapis.com/connectord.v1.SyncConfig", "y": null}});
         let prepared = prepare_message(&descriptor, &mut body);
         assert_eq!(prepared.ignored, ["addedLater", "config.y"]);
-        assert!(prepared.unknown.is_empty());
+        assert!(prepared.rejected.is_empty());
         assert_eq!(body, json!({"catalogId": "okta", "config": {"@type": "type.googleapis.com/connectord.v1.SyncConfig"}}));
     }
 
@@ -305,5 +324,15 @@ mod tests {
         let descriptor = message("connectord.v1.ConnectorServiceCreateRequest");
         let mut body = json!({"config": {"@type": "type.googleapis.com/google.protobuf.Struct", "domain": "example.com"}});
         assert_eq!(paths(&prepare_message(&descriptor, &mut body)), ["config.domain"]);
+    }
+
+    #[test]
+    fn malformed_mask_objects_name_their_paths() {
+        let descriptor = message("connectord.v1.ConnectorServiceUpdateRequest");
+        let mut body = json!({"connector": {"displayName": "S"}, "updateMask": {"paths": "displayName"}});
+        assert_eq!(paths(&prepare_message(&descriptor, &mut body)), ["updateMask.paths"]);
+
+        let mut body = json!({"connector": {"displayName": "S"}, "updateMask": {"path": ["displayName"]}});
+        assert_eq!(paths(&prepare_message(&descriptor, &mut body)), ["updateMask"]);
     }
 }

@@ -77,7 +77,7 @@ fn decode_body(
     }
     let prepared = json::prepare_message(input, &mut value);
     ignored.extend(prepared.ignored);
-    if let Some(unknown) = prepared.unknown.into_iter().next() {
+    if let Some(unknown) = prepared.rejected.into_iter().next() {
         return Err(RequestError::InvalidField { field: unknown.path, description: unknown.rule });
     }
 

@@ -1,4 +1,5 @@
-//! grpc.health.v1: SERVING while the server runs, NOT_SERVING once shutdown starts.
+//! grpc.health.v1: SERVING while the server runs, NOT_SERVING once shutdown starts. The
+//! HTTP health check at /healthz reports the same status without a token.
 
 mod common;
 
@@ -21,6 +22,20 @@ async fn health_reports_serving_after_start() {
         let response = health.check(check_request(service)).await.expect("health check").into_inner();
         assert_eq!(response.status(), ServingStatus::Serving, "service {service:?}");
     }
+}
+
+#[tokio::test]
+async fn http_health_check_reports_serving_without_a_token() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let tokens_path = directory.path().join("tokens.jsonl");
+    connectord::auth::TokenFile::new(&tokens_path).create("admin-1", connectord::auth::Role::Admin).expect("create token");
+    let server = TestServer::start_with(|options| options.tokens_file = Some(tokens_path.clone())).await;
+
+    let response = reqwest::get(format!("http://{}/healthz", server.addr)).await.expect("GET /healthz");
+
+    assert_eq!(response.status().as_u16(), 200);
+    let body: serde_json::Value = response.json().await.expect("JSON body");
+    assert_eq!(body, serde_json::json!({"status": "SERVING"}));
 }
 
 #[tokio::test]

@@ -152,6 +152,10 @@ async fn lost_database_recovers_by_itself() {
         async move { (connector_health(channel.await).await == Some(ServingStatus::NotServing)).then_some(()) }
     })
     .await;
+    let http_health = reqwest::get(format!("http://{}/healthz", server.addr)).await.expect("GET /healthz");
+    assert_eq!(http_health.status().as_u16(), 503, "HTTP health during the outage");
+    let body: serde_json::Value = http_health.json().await.expect("JSON body");
+    assert_eq!(body["status"], "NOT_SERVING");
 
     proxy.restore();
     let restored = poll_until("Get succeeds after the database returns", NOTICE_LIMIT, || {

@@ -7,6 +7,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use prost::Message as _;
 use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
 use tonic::{Code, body::Body};
+use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse, health_check_response::ServingStatus};
 use tower::Service;
 
 use super::{
@@ -20,6 +21,11 @@ use super::{
 use crate::auth::AuthPolicy;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Path of the HTTP health check, for load balancers and probes that cannot use gRPC health.
+pub const HEALTH_PATH: &str = "/healthz";
+/// Service whose gRPC health the HTTP health check reports.
+const HEALTH_SERVICE: &str = "connectord.v1.ConnectorService";
 
 /// Maximum number of characters of a request path that an error message quotes.
 const MAX_SHOWN_PATH_CHARS: usize = 200;
@@ -57,6 +63,9 @@ impl RestGateway {
         B::Error: Into<BoxError>,
     {
         let (parts, body) = request.into_parts();
+        if parts.method == Method::GET && parts.uri.path() == HEALTH_PATH {
+            return health_response(service).await;
+        }
         let (binding, captures) = match self.router.find(&parts.method, parts.uri.path()) {
             RouteMatch::Found(binding, captures) => (binding, captures),
             RouteMatch::MethodNotAllowed(allowed) => return method_not_allowed(&parts.method, parts.uri.path(), &allowed),
@@ -151,6 +160,39 @@ fn write_integral_floats_as_integers(value: &mut serde_json::Value) {
         serde_json::Value::Object(object) => object.values_mut().for_each(write_integral_floats_as_integers),
         _ => {}
     }
+}
+
+/// Answers the HTTP health check from the gRPC health service: 200 while the connector
+/// service is SERVING, else 503. The body names the status, as `{"status": "SERVING"}`.
+async fn health_response<S, B>(service: S) -> Response<Body>
+where
+    S: Service<Request<Body>, Response = Response<B>>,
+    S::Error: Into<BoxError>,
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let check = HealthCheckRequest { service: HEALTH_SERVICE.to_owned() };
+    let request =
+        grpc_call::grpc_request("/grpc.health.v1.Health/Check", check.encode_to_vec(), &HeaderMap::new(), http::Extensions::new());
+    let status = match grpc_call::call_unary(service, request).await {
+        Ok(UnaryOutcome::Message(message)) => match HealthCheckResponse::decode(message) {
+            Ok(response) => response.status(),
+            Err(error) => {
+                tracing::error!(%error, "the health check returned a message that does not decode");
+                return internal_error();
+            }
+        },
+        Ok(UnaryOutcome::Failed(status)) => {
+            tracing::warn!(code = ?status.code, reason = %status.message, "the health check failed");
+            ServingStatus::Unknown
+        }
+        Err(error) => {
+            tracing::error!(%error, "the health check failed in the gateway");
+            return internal_error();
+        }
+    };
+    let http_status = if status == ServingStatus::Serving { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    json_response(http_status, &serde_json::json!({ "status": status.as_str_name() }))
 }
 
 /// Reads the whole body, rejecting one longer than `max_bytes` with 413.

@@ -82,8 +82,8 @@ async fn update_accepts_etag_without_quotes() {
     stale.connector.as_mut().expect("connector").etag = created.etag.trim_matches('"').to_owned();
     let status = client.update(stale).await.expect_err("stale bare etag");
     assert_eq!(status.code(), Code::Aborted);
-    let current = format!("{:?}", updated.etag);
-    assert!(status.message().contains(&current), "the message does not show {current}: {}", status.message());
+    let expected_start = format!("etag {} does not match the current etag {} of ", created.etag.trim_matches('"'), updated.etag);
+    assert!(status.message().starts_with(&expected_start), "{}", status.message());
 }
 
 async fn update_with_stale_etag_is_aborted() {
@@ -98,7 +98,10 @@ async fn update_with_stale_etag_is_aborted() {
     let connector = stale.connector.as_mut().expect("connector");
     connector.display_name = "lost update".to_owned();
     connector.etag = created.etag.clone();
-    expect_code(client.update(stale.clone()).await, Code::Aborted);
+    let status = client.update(stale.clone()).await.expect_err("stale etag");
+    assert_eq!(status.code(), Code::Aborted);
+    let expected_start = format!("etag {} does not match the current etag {} of ", created.etag, current.etag);
+    assert!(status.message().starts_with(&expected_start), "{}", status.message());
 
     let mut invented = stale;
     invented.connector.as_mut().expect("connector").etag = "\"no-such-etag\"".to_owned();

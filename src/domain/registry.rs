@@ -219,14 +219,13 @@ fn etag_matches(expected: &str, current: &Connector) -> bool {
     expected == current || format!("\"{expected}\"") == current
 }
 
-/// Builds the error for a stale etag. Both etags are printed in Rust string syntax, so the
-/// quotes that are part of the current etag show as `\"`.
+/// Builds the error for a stale etag. Etags are printed as they are, with the quotes that
+/// belong to them, unless the client's value is long or has other characters than the
+/// visible ASCII ones, which is shortened and escaped.
 fn stale_etag(key: &ConnectorKey, expected: &str, current: &Connector) -> Error {
-    Error::Aborted(format!(
-        "etag {} does not match the current etag {:?} of {key}; read it again and retry",
-        super::connector_text::shorten(expected),
-        current.etag()
-    ))
+    let plain = expected.len() <= 32 && expected.bytes().all(|byte| byte.is_ascii_graphic());
+    let shown = if plain { expected.to_owned() } else { super::connector_text::shorten(expected) };
+    Error::Aborted(format!("etag {shown} does not match the current etag {} of {key}; read it again and retry", current.etag()))
 }
 
 impl From<StoreError> for Error {

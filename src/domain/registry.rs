@@ -224,8 +224,8 @@ fn etag_matches(expected: &str, current: &Connector) -> bool {
 /// visible ASCII ones, which is shortened and escaped.
 fn stale_etag(key: &ConnectorKey, expected: &str, current: &Connector) -> Error {
     let plain = expected.len() <= 32 && expected.bytes().all(|byte| byte.is_ascii_graphic());
-    let shown = if plain { expected.to_owned() } else { super::connector_text::shorten(expected) };
-    Error::Aborted(format!("etag {shown} does not match the current etag {} of {key}; read it again and retry", current.etag()))
+    let expected_etag = if plain { expected.to_owned() } else { super::connector_text::shorten(expected) };
+    Error::Aborted(format!("etag {expected_etag} does not match the current etag {} of {key}; read it again and retry", current.etag()))
 }
 
 impl From<StoreError> for Error {

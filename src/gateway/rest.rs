@@ -162,8 +162,9 @@ fn write_integral_floats_as_integers(value: &mut serde_json::Value) {
     }
 }
 
-/// Answers the HTTP health check from the gRPC health service: 200 while the connector
-/// service is SERVING, else 503. The body names the status, as `{"status": "SERVING"}`.
+/// Returns the response to the HTTP health check, from the gRPC health service: 200 while
+/// the connector service is SERVING, else 503. The body names the status, as
+/// `{"status": "SERVING"}`.
 async fn health_response<S, B>(service: S) -> Response<Body>
 where
     S: Service<Request<Body>, Response = Response<B>>,

@@ -30,6 +30,8 @@ pub const DEFAULT_CREDENTIAL_ROTATION_GRACE: Duration = Duration::from_secs(24 *
 /// How long a Create request id is remembered.
 pub const REQUEST_ID_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
 const REQUEST_ID_PURGE_INTERVAL: Duration = Duration::from_secs(60 * 60);
+/// Time that the timers get at shutdown to finish their round.
+const TIMERS_STOP_LIMIT: Duration = Duration::from_secs(5);
 /// Default free-space reserve of the data directory's file system, in bytes.
 // NOTE: an estimate that leaves sled room for its log segments and snapshots, not measured.
 pub const DEFAULT_MIN_FREE_DISK_BYTES: u64 = 64 * 1024 * 1024;
@@ -318,7 +320,8 @@ pub async fn run(
 
     let purge_task = tokio::spawn(purge_request_ids(store.clone()));
     let lifecycle = Arc::clone(&services.lifecycle);
-    let timers_task = tokio::spawn(run_timers(Arc::clone(&lifecycle)));
+    let (stop_timers, timers_stop) = tokio::sync::watch::channel(false);
+    let mut timers_task = tokio::spawn(run_timers(Arc::clone(&lifecycle), timers_stop));
     let reload_task = tokio::spawn(reload_tokens_on_hangup(options.tokens_file.clone(), auth.tokens.clone()));
     match listener.local_addr() {
         Ok(local_addr) => tracing::info!(%local_addr, "listening"),
@@ -378,11 +381,16 @@ pub async fn run(
 
     purge_task.abort();
     accept_task.abort();
-    timers_task.abort();
     reload_task.abort();
+    // The timers finish their round, so that no lease query lands after the release below.
+    let _ = stop_timers.send(true);
+    if tokio::time::timeout(TIMERS_STOP_LIMIT, &mut timers_task).await.is_err() {
+        tracing::warn!(limit_seconds = TIMERS_STOP_LIMIT.as_secs(), "the timers did not stop in time and were cancelled");
+        timers_task.abort();
+        let _ = timers_task.await;
+    }
     // The tasks hold the store; awaiting them makes sure the store is released on return.
     let _ = purge_task.await;
-    let _ = timers_task.await;
     lifecycle.release_timer_lease().await;
     store.close().await?;
     tracing::info!("stopped; every acknowledged write is durable");

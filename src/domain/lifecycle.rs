@@ -659,19 +659,24 @@ pub(super) fn cancelled(mut sync: SyncRun, reason: &str, now: DateTime<Utc>) -> 
     Versioned::replacing(sync, expected)
 }
 
-/// Runs lease expiry and the scheduler once a second until the task is dropped, but only
-/// while this process holds the store's [`TIMER_LEASE`]. So replicas on one store run the
+/// Runs lease expiry and the scheduler once a second until `stop` changes or its sender is
+/// dropped, but only while this process holds the store's [`TIMER_LEASE`]. A round in
+/// progress finishes first, so no lease query is cut off midway, where it could still take
+/// the lease after [`SyncLifecycle::release_timer_lease`] gave it back. So replicas on one store run the
 /// timers one at a time, and the timers of a stopped replica resume elsewhere within the
 /// lease time. When two replicas overlap anyway (after a pause longer than the lease),
 /// revision checks still keep each due run and each expiry to one write.
-pub async fn run_timers(lifecycle: Arc<SyncLifecycle>) {
+pub async fn run_timers(lifecycle: Arc<SyncLifecycle>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let holder = &lifecycle.timer_holder;
     let lease = lifecycle.options.timer_lease;
     let mut leading = false;
     let mut interval = tokio::time::interval(TIMER_INTERVAL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        interval.tick().await;
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = stop.changed() => return,
+        }
         let holds_lease = match lifecycle.store.acquire_lease(TIMER_LEASE, holder, lease).await {
             Ok(granted) => granted,
             Err(error) => {

@@ -25,7 +25,7 @@ async fn health_reports_serving_after_start() {
 }
 
 #[tokio::test]
-async fn http_health_check_reports_serving_without_a_token() {
+async fn healthz_serves_without_token() {
     let directory = tempfile::tempdir().expect("temporary directory");
     let tokens_path = directory.path().join("tokens.jsonl");
     connectord::auth::TokenFile::new(&tokens_path).create("admin-1", connectord::auth::Role::Admin).expect("create token");

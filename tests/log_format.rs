@@ -45,7 +45,7 @@ impl<'de> Visitor<'de> for UniqueKeysVisitor {
 }
 
 #[tokio::test]
-async fn rejected_requests_log_json_lines_with_unique_keys() {
+async fn rejections_log_unique_json_keys() {
     let data = tempfile::tempdir().unwrap();
     let tokens_path = data.path().join("tokens.jsonl");
     let token = TokenFile::new(&tokens_path).create("editor-1", Role::Editor).unwrap();
@@ -125,7 +125,7 @@ async fn rejected_requests_log_json_lines_with_unique_keys() {
 }
 
 #[tokio::test]
-async fn scheduler_logs_queued_syncs_not_skipped_runs() {
+async fn scheduler_logs_queued_not_skipped() {
     let data = tempfile::tempdir().unwrap();
     let server = ChildServer::spawn(data.path(), &[]).await;
     let mut client = server.client().await;

@@ -661,8 +661,8 @@ pub(super) fn cancelled(mut sync: SyncRun, reason: &str, now: DateTime<Utc>) -> 
 
 /// Runs lease expiry and the scheduler once a second until `stop` changes or its sender is
 /// dropped, but only while this process holds the store's [`TIMER_LEASE`]. A round in
-/// progress finishes first, so no lease query is cut off midway, where it could still take
-/// the lease after [`SyncLifecycle::release_timer_lease`] gave it back. So replicas on one store run the
+/// progress finishes first. A lease query cut off midway could still take the lease after
+/// [`SyncLifecycle::release_timer_lease`] gave it back. So replicas on one store run the
 /// timers one at a time, and the timers of a stopped replica resume elsewhere within the
 /// lease time. When two replicas overlap anyway (after a pause longer than the lease),
 /// revision checks still keep each due run and each expiry to one write.

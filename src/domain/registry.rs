@@ -219,9 +219,8 @@ fn etag_matches(expected: &str, current: &Connector) -> bool {
     expected == current || format!("\"{expected}\"") == current
 }
 
-/// Builds the error for a stale etag. Etags are printed as they are, with the quotes that
-/// belong to them, unless the client's value is long or has other characters than the
-/// visible ASCII ones, which is shortened and escaped.
+/// Builds the error for a stale etag. Etags are printed as they are, with their own quotes.
+/// A client value that is long or not visible ASCII is shortened and escaped instead.
 fn stale_etag(key: &ConnectorKey, expected: &str, current: &Connector) -> Error {
     let plain = expected.len() <= 32 && expected.bytes().all(|byte| byte.is_ascii_graphic());
     let expected_etag = if plain { expected.to_owned() } else { super::connector_text::shorten(expected) };

@@ -146,7 +146,7 @@ impl CronSchedule {
     }
 }
 
-/// Cron nicknames and the five-field specs they stand for, as in Vixie cron.
+/// Cron nicknames and the five-field specs they stand for.
 const NICKNAMES: [(&str, &str); 7] = [
     ("@yearly", "0 0 1 1 *"),
     ("@annually", "0 0 1 1 *"),

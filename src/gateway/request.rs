@@ -174,7 +174,7 @@ fn reject_query_fields(
         if !bound_by_path(&fields, captures) {
             return Err(RequestError::InvalidField {
                 field: key.into_owned(),
-                description: "is a query parameter, but this route reads fields from the JSON body only; send it in the body".to_owned(),
+                description: "is a query parameter, but this route reads fields only from the JSON body. Send it in the body".to_owned(),
             });
         }
     }
@@ -413,7 +413,7 @@ mod tests {
     }
 
     #[test]
-    fn config_sent_as_a_string_is_not_echoed() {
+    fn string_config_value_not_echoed() {
         let body = r#"{"catalogId": "x", "config": {"@type": "type.googleapis.com/google.protobuf.Struct", "value": "{\"api_key\": \"sk_live_9f8e7d\"}"}}"#;
         let error = decode_route(http::Method::POST, "/api/v1/apps/a1/connectors/create", body).unwrap_err().to_string();
         assert!(error.starts_with("config"), "{error}");
@@ -421,7 +421,7 @@ mod tests {
     }
 
     #[test]
-    fn query_fields_on_body_routes_are_rejected() {
+    fn body_route_rejects_query_fields() {
         let body = r#"{"connector": {"displayName": "Q"}}"#;
         let error = decode_route(http::Method::POST, "/api/v1/apps/a1/connectors/c1?updateMask=description", body).unwrap_err();
         assert!(matches!(&error, RequestError::InvalidField { field, .. } if field == "updateMask"), "{error}");

@@ -24,8 +24,6 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Path of the HTTP health check, for load balancers and probes that cannot use gRPC health.
 pub const HEALTH_PATH: &str = "/healthz";
-/// Service whose gRPC health the HTTP health check reports.
-const HEALTH_SERVICE: &str = "connectord.v1.ConnectorService";
 
 /// Maximum number of characters of a request path that an error message quotes.
 const MAX_SHOWN_PATH_CHARS: usize = 200;
@@ -71,8 +69,8 @@ impl RestGateway {
             RouteMatch::MethodNotAllowed(allowed) => return method_not_allowed(&parts.method, parts.uri.path(), &allowed),
             RouteMatch::NotFound => return not_found(&parts.method, parts.uri.path()),
         };
-        // The auth layer checks the call again; checking here first keeps body errors from
-        // callers without a valid token.
+        // The auth layer checks the call again. Checking here first means that a caller
+        // without a valid token gets no body errors and no body parsing.
         let authorization = parts.headers.get(header::AUTHORIZATION).and_then(|value| value.to_str().ok());
         if let Err(status) = self.auth.authorize(&binding.grpc_path(), authorization) {
             tracing::info!(path = %parts.uri.path(), code = ?status.code(), reason = status.message(), "REST call rejected by authentication");
@@ -172,14 +170,14 @@ where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
-    let check = HealthCheckRequest { service: HEALTH_SERVICE.to_owned() };
+    let check = HealthCheckRequest { service: crate::pb::connector_service_server::SERVICE_NAME.to_owned() };
     let request =
         grpc_call::grpc_request("/grpc.health.v1.Health/Check", check.encode_to_vec(), &HeaderMap::new(), http::Extensions::new());
     let status = match grpc_call::call_unary(service, request).await {
         Ok(UnaryOutcome::Message(message)) => match HealthCheckResponse::decode(message) {
             Ok(response) => response.status(),
             Err(error) => {
-                tracing::error!(%error, "the health check returned a message that does not decode");
+                tracing::error!(%error, "decoding the health check response failed");
                 return internal_error();
             }
         },

@@ -176,17 +176,18 @@ impl ConfigTypes {
 
     /// Looks up the registered message named by a type URL.
     fn resolve(&self, type_url: &str) -> Result<MessageDescriptor, FieldViolation> {
-        let shown = crate::domain::connector_text::shorten(type_url);
+        let shown = || crate::domain::connector_text::shorten(type_url);
+        let malformed = || FieldViolation::new("type_url", format!("{} is malformed: expected {TYPE_URL_PREFIX}<message name>", shown()));
         let Some((prefix, name)) = type_url.rsplit_once('/') else {
-            return Err(FieldViolation::new("type_url", format!("{shown} is malformed: expected {TYPE_URL_PREFIX}<message name>")));
+            return Err(malformed());
         };
         if prefix.is_empty() || name.is_empty() {
-            return Err(FieldViolation::new("type_url", format!("{shown} is malformed: expected {TYPE_URL_PREFIX}<message name>")));
+            return Err(malformed());
         }
         if type_url.len() != TYPE_URL_PREFIX.len() + name.len() || !type_url.starts_with(TYPE_URL_PREFIX) {
             return Err(FieldViolation::new(
                 "type_url",
-                format!("{shown} has another prefix: config type URLs are {TYPE_URL_PREFIX}<message name>"),
+                format!("{} has another prefix: config type URLs are {TYPE_URL_PREFIX}<message name>", shown()),
             ));
         }
         let registered = self.registered.contains(name);

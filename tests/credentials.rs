@@ -387,6 +387,43 @@ async fn rotation_stops_at_usable_credential_limit() {
     client.rotate_credential(request).await.expect("rotate after a revocation frees a slot");
 }
 
+async fn parallel_rotations_stop_at_usable_credential_limit() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    // Whether two rotations count the same credentials depends on timing, so several
+    // connectors each get a burst of parallel rotations.
+    for round in 0..8 {
+        let connector = create(&mut client.clone(), "app-1", &format!("okta-{round}")).await;
+        let request = pb::ConnectorServiceRotateCredentialRequest { app_id: "app-1".to_owned(), connector_id: connector.id.clone() };
+        let calls: Vec<_> = (0..4 * MAX_USABLE_CREDENTIALS)
+            .map(|_| {
+                let mut client = client.clone();
+                let request = request.clone();
+                tokio::spawn(async move { client.rotate_credential(request).await })
+            })
+            .collect();
+        let mut issued = 0;
+        for call in calls {
+            match call.await.expect("rotation task") {
+                Ok(_) => issued += 1,
+                Err(status) => {
+                    assert!(matches!(status.code(), Code::FailedPrecondition | Code::Aborted), "unexpected status {status:?}");
+                }
+            }
+        }
+
+        let listed = client
+            .clone()
+            .list_credentials(list_credentials_request(&connector, 100, ""))
+            .await
+            .expect("list credentials")
+            .into_inner()
+            .list;
+        assert!(issued <= MAX_USABLE_CREDENTIALS, "{issued} parallel rotations succeeded; the limit is {MAX_USABLE_CREDENTIALS}");
+        assert_eq!(listed.len(), issued, "every issued credential is listed, and no other");
+    }
+}
+
 crate::both_backends!(
     rotate_returns_prefixed_secret,
     rotated_secret_authenticates_claim,
@@ -404,4 +441,5 @@ crate::both_backends!(
     list_credentials_pages_newest_first,
     list_credentials_rejects_token_of_other_connector,
     rotation_stops_at_usable_credential_limit,
+    parallel_rotations_stop_at_usable_credential_limit,
 );

@@ -87,8 +87,13 @@ impl CredentialService {
                 last_used_at: None,
                 revision: 1,
             };
+            // The connector's revision advances, though clients see no change, so that of
+            // two rotations that counted the same credentials only one commits and the
+            // other counts again. Its etag stays.
+            let mut counted = connector.clone();
+            counted.revision += 1;
             let mut batch = Batch {
-                connector: Some(Versioned::replacing(connector.clone(), connector.revision)),
+                connector: Some(Versioned::replacing(counted, connector.revision)),
                 credentials: vec![Versioned::new(credential.clone())],
                 ..Batch::default()
             };

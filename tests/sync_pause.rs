@@ -5,7 +5,7 @@
 mod common;
 
 use common::{
-    TestServer, create, delete_request, expect_code, expect_invalid, get,
+    TestServer, connector_of, create, create_delegated_request, delete_request, expect_code, expect_invalid, get,
     lifecycle::{
         claim_scheduled_syncs, force_sync, get_sync, list_all_syncs, pause_request, resume_request, set_schedule, status_of, utc,
         worker_for,
@@ -144,6 +144,19 @@ async fn resume_of_unpaused_connector_fails() {
     expect_code(client.resume_sync(resume_request(&connector)).await, Code::FailedPrecondition);
 }
 
+async fn resume_without_config_fails_and_stays_paused() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let response = client.create_delegated(create_delegated_request("app-1", "awaiting owners")).await.expect("create delegated");
+    let delegated = connector_of(response.into_inner().connector_view);
+    client.pause_sync(pause_request(&delegated, None)).await.expect("pause");
+
+    let status = expect_code(client.resume_sync(resume_request(&delegated)).await, Code::FailedPrecondition);
+    assert!(status.message().contains("has no config"), "{}", status.message());
+    let still_paused = get(&mut client, "app-1", &delegated.id).await;
+    assert!(still_paused.can_resume_sync, "a failed resume unpaused the connector");
+}
+
 async fn scheduled_runs_skip_paused_connector() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -174,4 +187,5 @@ crate::both_backends!(
     resume_clears_pause_and_queues_sync,
     resume_of_unpaused_connector_fails,
     scheduled_runs_skip_paused_connector,
+    resume_without_config_fails_and_stays_paused,
 );

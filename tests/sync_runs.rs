@@ -7,12 +7,12 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    Client, TestServer, create, delete_request, expect_code, expect_invalid, get,
+    Client, TestServer, connector_of, create, create_delegated_request, delete_request, expect_code, expect_invalid, get,
     lifecycle::{
         Worker, cancel_request, confirm_request, download_url_request, force_sync, force_sync_request, get_sync, list_all_syncs,
         list_syncs_request, pause_request, status_of, sync_request, utc, worker_for,
     },
-    update_request,
+    struct_config, update_request,
 };
 use connectord::pb::{self, connector_status::SyncStatus, sync::State, sync::Trigger};
 use tonic::Code;
@@ -539,8 +539,26 @@ async fn waiting_claim_ends_empty_at_shutdown() {
     stopped.await.expect("server stops");
 }
 
+async fn connector_without_config_cannot_sync() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let response = client.create_delegated(create_delegated_request("app-1", "awaiting owners")).await.expect("create delegated");
+    let delegated = connector_of(response.into_inner().connector_view);
+
+    let status = expect_code(client.force_sync(force_sync_request(&delegated, "")).await, Code::FailedPrecondition);
+    assert!(status.message().contains("has no config"), "{}", status.message());
+
+    // Once an update sets the config, the connector syncs.
+    let mut configured = update_request(&delegated, &["config"]);
+    configured.connector.as_mut().unwrap().config = Some(struct_config(&[("domain", "example.okta.com")]));
+    client.update(configured).await.expect("set the config");
+    let queued = force_sync(&mut client, &delegated).await;
+    assert_eq!(queued.state(), State::Pending);
+}
+
 crate::both_backends!(
     sync_runs_from_force_to_download_url,
+    connector_without_config_cannot_sync,
     download_url_without_artifact_is_not_found,
     failed_sync_sets_error_status,
     force_sync_returns_pending_sync,

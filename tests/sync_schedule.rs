@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Datelike, LocalResult, NaiveTime, TimeZone, Timelike, Utc, Weekday};
 use chrono_tz::Tz;
 use common::{
-    TestServer, create, delete_request, expect_code, expect_invalid, get,
+    TestServer, connector_of, create, create_delegated_request, delete_request, expect_code, expect_invalid, get,
     lifecycle::{claim_scheduled_syncs, list_all_syncs, poll_until, schedule_request, set_schedule, sleep_past, start_again, worker_for},
     update_request,
 };
@@ -225,6 +225,24 @@ async fn deleted_connector_gets_no_scheduled_runs() {
     assert!(pending.is_empty(), "the deleted connector has a pending sync: {pending:?}");
 }
 
+async fn connector_without_config_gets_no_scheduled_runs() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let response = client.create_delegated(create_delegated_request("app-1", "awaiting owners")).await.expect("create delegated");
+    let delegated = connector_of(response.into_inner().connector_view);
+    let control = create(&mut client, "app-1", "control").await;
+    let mut control_worker = worker_for(&server, &mut client, &control).await;
+    set_schedule(&mut client, &delegated, EVERY_SECOND, "").await;
+
+    // Both schedules are due on every tick, so two scheduled syncs of the control connector
+    // show two ticks that also handled the connector without a config.
+    set_schedule(&mut client, &control, EVERY_SECOND, "").await;
+    claim_scheduled_syncs(&client, &mut control_worker, &control, 2).await;
+
+    let syncs = list_all_syncs(&mut client, &delegated, State::Unspecified).await;
+    assert!(syncs.is_empty(), "the connector without a config got scheduled syncs: {syncs:?}");
+}
+
 async fn missed_runs_after_restart_queue_once() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -319,6 +337,7 @@ crate::both_backends!(
     due_schedule_queues_sync,
     scheduled_runs_keep_the_etag,
     deleted_connector_gets_no_scheduled_runs,
+    connector_without_config_gets_no_scheduled_runs,
     missed_runs_after_restart_queue_once,
     schedule_request_without_cron_is_rejected,
     update_rejects_schedule_path,

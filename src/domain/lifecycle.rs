@@ -84,6 +84,15 @@ where
     Err(Error::Aborted(format!("{what} lost against concurrent writes {MAX_ATTEMPTS} times; retry later")))
 }
 
+/// A worker cannot sync a connector without a config: a delegated connector before its
+/// owners complete it, or one whose config an update cleared.
+fn require_config(connector: &Connector) -> Result<(), Error> {
+    if connector.config.is_none() {
+        return Err(Error::FailedPrecondition(format!("{} has no config, so it cannot sync; set one with Update first", connector.key())));
+    }
+    Ok(())
+}
+
 fn set_status(connector: &mut Connector, status: SyncStatus, now: DateTime<Utc>) {
     // While paused the status stays DISABLED; the other fields still record what happened.
     if !connector.is_paused() {
@@ -180,6 +189,7 @@ impl SyncLifecycle {
             if connector.is_paused() {
                 return Err(Error::FailedPrecondition(format!("{key} is paused; resume it first")));
             }
+            require_config(&connector)?;
             // NOTE: when a sync is already pending, the request id is not recorded, so a
             // retry after that sync was claimed queues a new one.
             if let Some(pending) = self.store.pending_sync(key).await? {
@@ -234,6 +244,7 @@ impl SyncLifecycle {
             if !connector.is_paused() {
                 return Err(Error::FailedPrecondition(format!("{key} is not paused")));
             }
+            require_config(&connector)?;
 
             let now = Utc::now();
             let mut resumed = connector.next_revision(now);
@@ -304,6 +315,7 @@ impl SyncLifecycle {
             if connector.is_paused() {
                 return Err(Error::FailedPrecondition(format!("{key} is paused; resume it first")));
             }
+            require_config(&connector)?;
             let target = self.sync(key, sync_id).await?;
             let latest = self.store.list_syncs(key, None, 1, None).await?;
             if latest.first().map(|latest| latest.id.as_str()) != Some(sync_id) {
@@ -585,7 +597,7 @@ impl SyncLifecycle {
 
     /// Queues the scheduled syncs that are due at `now` and moves each schedule to its next
     /// run after `now`, so runs missed while the server was down happen once. Paused
-    /// connectors skip their run. Returns how many syncs were queued.
+    /// connectors and connectors without a config skip their run. Returns how many syncs were queued.
     pub async fn run_due_schedules(&self, now: DateTime<Utc>) -> Result<usize, Error> {
         let due = self.store.due_schedules(now, SWEEP_BATCH).await?;
         let mut queued = 0;
@@ -626,7 +638,7 @@ impl SyncLifecycle {
         let mut batch = Batch::replace_connector(updated, connector.revision);
 
         let pending = self.store.pending_sync(key).await?;
-        let queue = !connector.is_paused() && pending.is_none();
+        let queue = !connector.is_paused() && connector.config.is_some() && pending.is_none();
         let mut queued_id = None;
         if queue {
             let sync = self.new_sync(key, SyncTrigger::Schedule, now);
@@ -639,7 +651,7 @@ impl SyncLifecycle {
                 Some(sync_id) => tracing::info!(app_id = %key.app_id, connector_id = %key.id, %sync_id, %due_at, "scheduled sync queued"),
                 // Debug level, because a schedule with a seconds field would log this every second.
                 None => {
-                    tracing::debug!(app_id = %key.app_id, connector_id = %key.id, paused = connector.is_paused(), "scheduled run skipped")
+                    tracing::debug!(app_id = %key.app_id, connector_id = %key.id, paused = connector.is_paused(), has_config = connector.config.is_some(), "scheduled run skipped")
                 }
             }
         }

@@ -512,6 +512,8 @@ async fn worker_requests_are_validated() {
     let long_url = format!("https://artifacts.example.com/{}", "a".repeat(2048));
     expect_invalid(worker.succeed(&running.id, &long_url).await, "succeeded.artifact_url");
     expect_invalid(worker.fail(&running.id, &"e".repeat(4097), false).await, "failed.error");
+    let empty = expect_invalid(worker.fail(&running.id, " ", false).await, "failed.error");
+    assert!(common::violation_description(&empty, "failed.error").contains("is empty"), "{empty:?}");
     expect_invalid(worker.heartbeat("not/an id").await, "sync_id");
     expect_invalid(worker.succeed("", "").await, "sync_id");
 

@@ -142,7 +142,9 @@ async fn schedule_is_stored_on_connector() {
     let mut client = server.client().await;
     let connector = create(&mut client, "app-1", "okta").await;
 
-    set_schedule(&mut client, &connector, "30 2 * * *", "Europe/Berlin").await;
+    // Whitespace around the spec, such as the newline of a value read from a file, is
+    // not stored.
+    set_schedule(&mut client, &connector, " 30 2 * * *\n", "Europe/Berlin").await;
 
     let scheduled = get(&mut client, "app-1", &connector.id).await;
     let expected = pb::ConnectorScheduleCron { cron_spec: "30 2 * * *".to_owned(), timezone: "Europe/Berlin".to_owned() };

@@ -171,7 +171,11 @@ fn outcome(request: &pb::CompleteSyncRequest) -> Result<SyncOutcome, Error> {
             Some(SyncOutcome::Succeeded { artifact_url: succeeded.artifact_url.clone() })
         }
         Some(Wire::Failed(failed)) => {
-            violations.text("failed.error", &failed.error, MAX_DESCRIPTION_CHARS);
+            if failed.error.trim().is_empty() {
+                violations.add("failed.error", "is empty; say why the sync failed, since operators read it in the connector's status");
+            } else {
+                violations.text("failed.error", &failed.error, MAX_DESCRIPTION_CHARS);
+            }
             Some(SyncOutcome::Failed { error: failed.error.clone(), data_drop: failed.data_drop })
         }
         None => {

@@ -296,7 +296,7 @@ impl SyncLifecycle {
 
             let mut updated = connector.next_revision(now);
             updated.schedule = schedule.map(|(cron_spec, timezone)| Schedule {
-                cron_spec: cron_spec.to_owned(),
+                cron_spec: cron_spec.trim().to_owned(),
                 timezone: timezone.to_owned(),
                 next_run_at: upcoming.first().copied(),
                 last_run_at: connector.schedule.as_ref().and_then(|old| old.last_run_at),

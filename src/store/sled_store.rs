@@ -287,7 +287,7 @@ fn replay_log(db: &sled::Db, trees: &Trees, wal_dir: &Path, data_file: &Path) ->
     let mut last: Option<u64> = None;
     let mut replayed = 0_u64;
     for (position, segment) in segments.iter().enumerate() {
-        let clean = wal::read_segment(segment, |number, payload| {
+        let end = wal::read_segment(segment, |number, payload| {
             if let Some(last) = last
                 && number != last + 1
             {
@@ -299,11 +299,16 @@ fn replay_log(db: &sled::Db, trees: &Trees, wal_dir: &Path, data_file: &Path) ->
             replayed += 1;
             Ok(())
         })?;
-        if !clean && position + 1 < segments.len() {
-            return Err(format!(
-                "log segment {} is damaged before its end and newer segments follow; restore the directory from a backup",
-                segment.display()
-            ));
+        if let wal::SegmentEnd::Torn { offset } = end {
+            if position + 1 < segments.len() {
+                return Err(format!(
+                    "log segment {} is damaged before its end and newer segments follow; restore the directory from a backup",
+                    segment.display()
+                ));
+            }
+            // An append that a crash cut short was never acknowledged, so dropping it loses
+            // nothing that a client was told is durable.
+            tracing::warn!(segment = %segment.display(), offset, "dropped the last log record, which a crash cut short before it was acknowledged");
         }
     }
     if replayed > 0 {

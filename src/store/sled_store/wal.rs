@@ -163,31 +163,82 @@ pub(super) fn segments(dir: &Path) -> io::Result<Vec<PathBuf>> {
     Ok(found)
 }
 
+/// How the records of a segment end.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum SegmentEnd {
+    /// After the last record come the zeros of the allocated space, or the file's end.
+    Clean,
+    /// The record at this byte offset was cut short or fails its checksum, and no intact
+    /// record follows it: an append that a crash interrupted, so it was never acknowledged.
+    Torn { offset: usize },
+}
+
+/// Records after a damaged one that the search for intact records considers. A record
+/// numbered further away would follow more than this many appends in one segment.
+const INTACT_SEARCH_NUMBERS: u64 = 1 << 24;
+
 /// Reads the records of one segment, in order, and calls `apply` with each number and
-/// payload. Returns whether the segment ended cleanly: `false` when a record was cut short
-/// or fails its checksum, which only the newest segment may show (a crash during an append).
-pub(super) fn read_segment(path: &Path, mut apply: impl FnMut(u64, &[u8]) -> Result<(), String>) -> Result<bool, String> {
+/// payload. A damaged record with intact records after it is an error: the appends after
+/// it were acknowledged, so the log cannot be replayed without losing them.
+pub(super) fn read_segment(path: &Path, mut apply: impl FnMut(u64, &[u8]) -> Result<(), String>) -> Result<SegmentEnd, String> {
     let bytes = std::fs::read(path).map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+    let mut expected = first_number(path).unwrap_or(0);
     let mut offset = 0;
     while offset + HEADER_BYTES <= bytes.len() {
-        let header = &bytes[offset..offset + HEADER_BYTES];
-        let length = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes")) as usize;
-        let stored_checksum = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
-        let number = u64::from_le_bytes(header[8..16].try_into().expect("8 bytes"));
+        let (length, stored_checksum, number) = header_at(&bytes, offset);
         if length == 0 && stored_checksum == 0 && number == 0 {
-            return Ok(true);
+            return Ok(SegmentEnd::Clean);
         }
         let start = offset + HEADER_BYTES;
-        let Some(payload) = bytes.get(start..start + length) else {
-            return Ok(false);
-        };
-        if checksum(number, payload) != stored_checksum {
-            return Ok(false);
+        match bytes.get(start..start + length) {
+            Some(payload) if checksum(number, payload) == stored_checksum => {
+                apply(number, payload)?;
+                expected = number + 1;
+                offset = start + length;
+            }
+            _ => {
+                if let Some((later_offset, later_number)) = find_intact_record(&bytes, offset + 1, expected) {
+                    return Err(format!(
+                        "log segment {} is damaged at byte {offset}, yet an intact record ({later_number}, at byte \
+                         {later_offset}) follows, so acknowledged writes would be lost; restore the data directory \
+                         from a backup, or move the segment out of the log directory to start without the records \
+                         from the damaged one on",
+                        path.display()
+                    ));
+                }
+                return Ok(SegmentEnd::Torn { offset });
+            }
         }
-        apply(number, payload)?;
-        offset = start + length;
     }
-    Ok(true)
+    Ok(SegmentEnd::Clean)
+}
+
+fn header_at(bytes: &[u8], offset: usize) -> (usize, u32, u64) {
+    let header = &bytes[offset..offset + HEADER_BYTES];
+    let length = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes")) as usize;
+    let stored_checksum = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
+    let number = u64::from_le_bytes(header[8..16].try_into().expect("8 bytes"));
+    (length, stored_checksum, number)
+}
+
+/// Number of the first record of a segment, from its file name.
+fn first_number(path: &Path) -> Option<u64> {
+    path.file_stem()?.to_str()?.parse().ok()
+}
+
+/// Finds an intact record that starts at or after `from` and is numbered at least
+/// `min_number`: its header names a plausible number and length, and its checksum matches.
+fn find_intact_record(bytes: &[u8], from: usize, min_number: u64) -> Option<(usize, u64)> {
+    let numbers = min_number..min_number.saturating_add(INTACT_SEARCH_NUMBERS);
+    (from..bytes.len().saturating_sub(HEADER_BYTES - 1)).find_map(|offset| {
+        let (length, stored_checksum, number) = header_at(bytes, offset);
+        if !numbers.contains(&number) {
+            return None;
+        }
+        let start = offset + HEADER_BYTES;
+        let payload = bytes.get(start..start + length)?;
+        (checksum(number, payload) == stored_checksum).then_some((offset, number))
+    })
 }
 
 /// The keys that one transaction put and removed, encoded as a record payload: per change
@@ -266,12 +317,12 @@ mod tests {
 
     fn read_all(path: &Path) -> (Vec<(u64, Vec<u8>)>, bool) {
         let mut records = Vec::new();
-        let clean = read_segment(path, |number, payload| {
+        let end = read_segment(path, |number, payload| {
             records.push((number, payload.to_vec()));
             Ok(())
         })
         .unwrap();
-        (records, clean)
+        (records, end == SegmentEnd::Clean)
     }
 
     #[test]
@@ -306,6 +357,42 @@ mod tests {
         let (records, clean) = read_all(&path);
         assert!(!clean);
         assert_eq!(records, [(1, b"kept".to_vec())]);
+    }
+
+    #[test]
+    fn damaged_record_before_intact_ones_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::create(dir.path(), 1).unwrap();
+        for payload in [b"first", b"flips", b"third", b"forth"] {
+            wal.append(payload).unwrap();
+        }
+        let path = segments(dir.path()).unwrap().remove(0);
+        // Flip bytes in the payload of the second record, as a failing disk can.
+        let file = File::options().write(true).open(&path).unwrap();
+        file.write_all_at(b"XX", (2 * HEADER_BYTES + 5 + 1) as u64).unwrap();
+
+        let mut applied = Vec::new();
+        let error = read_segment(&path, |number, _| {
+            applied.push(number);
+            Ok(())
+        })
+        .unwrap_err();
+        assert!(error.contains("damaged at byte 21") && error.contains("intact record (3"), "{error}");
+        assert_eq!(applied, [1]);
+    }
+
+    #[test]
+    fn damaged_header_of_last_record_is_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::create(dir.path(), 1).unwrap();
+        wal.append(b"kept").unwrap();
+        wal.append(b"cut short").unwrap();
+        let path = segments(dir.path()).unwrap().remove(0);
+        let file = File::options().write(true).open(&path).unwrap();
+        file.write_all_at(&[0xff; 4], (HEADER_BYTES + 4) as u64).unwrap();
+
+        let end = read_segment(&path, |_, _| Ok(())).unwrap();
+        assert_eq!(end, SegmentEnd::Torn { offset: HEADER_BYTES + 4 });
     }
 
     #[test]

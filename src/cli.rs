@@ -232,11 +232,12 @@ pub struct ServeArgs {
     #[arg(long, env = "CONNECTORD_REFLECTION_REQUIRES_AUTH", value_parser = BoolishValueParser::new())]
     pub reflection_requires_auth: bool,
 
-    /// Keys of google.protobuf.Struct configs whose values are secrets, at any depth; comma-separated.
+    /// Keys of google.protobuf.Struct configs whose values are secrets, at any depth; comma-separated. A key that was secret when a config was written stays secret in that config after the list drops it
     #[arg(
         long,
         env = "CONNECTORD_SECRET_STRUCT_KEYS",
         value_delimiter = ',',
+        value_parser = parse_secret_key,
         default_value = "password,secret,token,api_key,client_secret,private_key"
     )]
     pub secret_struct_keys: Vec<String>,
@@ -271,6 +272,15 @@ fn parse_listen(value: &str) -> Result<SocketAddr, String> {
         "expected an IP address and a port, such as 127.0.0.1:50051 or [::1]:50051; host names such as localhost are not resolved"
             .to_owned()
     })
+}
+
+/// Accepts a Struct key name; an empty one (as in `a,,b` or an empty variable) would hide
+/// nothing, which an operator who meant to list keys would not notice.
+fn parse_secret_key(value: &str) -> Result<String, String> {
+    if value.trim().is_empty() {
+        return Err("empty key; list key names separated by commas, such as password,api_key".to_owned());
+    }
+    Ok(value.to_owned())
 }
 
 /// Parses a duration such as `10s`, naming the expected form when the value does not fit it.
@@ -342,6 +352,15 @@ mod tests {
     fn bad_duration_names_the_expected_form() {
         let error = Cli::try_parse_from(["connectord", "--shutdown-grace", "banana"]).unwrap_err().to_string();
         assert!(error.contains("such as 500ms, 10s, 5m or 24h"), "{error}");
+    }
+
+    #[test]
+    fn empty_secret_struct_key_is_rejected() {
+        for keys in [",", "password,,api_key", " "] {
+            let error = Cli::try_parse_from(["connectord", "--secret-struct-keys", keys]).unwrap_err().to_string();
+            assert!(error.contains("empty key"), "{keys:?}: {error}");
+        }
+        assert!(Cli::try_parse_from(["connectord", "--secret-struct-keys", "password,api_key"]).is_ok());
     }
 
     #[test]

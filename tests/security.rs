@@ -368,3 +368,25 @@ async fn mask_round_trip_and_fingerprint() {
     assert_eq!(common::violation_fields(&status), ["config.value"]);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn secrets_stay_masked_after_the_key_list_drops_them() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let mut request = common::create_request("app-1", "Vaulted");
+    request.config = Some(struct_config(&[("domain", "acme.okta.com"), ("password", "hunter2")]));
+    let created = client.create(request).await.expect("create").into_inner().connector_view.unwrap().connector.unwrap();
+
+    // The operator restarts with a key list that no longer names "password".
+    let (data_dir, mut options) = server.stop().await;
+    options.secret_struct_keys = vec!["domain".to_owned()];
+    let server = TestServer::start_on(data_dir, options).await;
+    let mut client = server.client().await;
+
+    let read =
+        client.get(common::get_request("app-1", &created.id)).await.expect("get").into_inner().connector_view.unwrap().connector.unwrap();
+    let value = <prost_types::Struct as prost::Message>::decode(read.config.as_ref().unwrap().value.as_slice()).unwrap();
+    assert_eq!(struct_string(&value, "password"), "********", "a secret written under the old list is shown");
+    assert_eq!(struct_string(&value, "domain"), "********");
+    server.stop().await;
+}

@@ -72,6 +72,7 @@ impl ConfigTypes {
     pub(super) fn is_struct_without_secret_keys(&self, config: &Config) -> bool {
         let payload = config.value.as_slice();
         config.type_url.strip_prefix(TYPE_URL_PREFIX) == Some(STRUCT_TYPE)
+            && config.secret_keys.is_empty()
             && !self
                 .secret_struct_keys
                 .iter()
@@ -171,7 +172,7 @@ impl ConfigTypes {
             ));
         }
 
-        Ok(Config { type_url: format!("{TYPE_URL_PREFIX}{}", descriptor.full_name()), value: value.to_vec() })
+        Ok(Config { type_url: format!("{TYPE_URL_PREFIX}{}", descriptor.full_name()), value: value.to_vec(), secret_keys: Vec::new() })
     }
 
     /// Looks up the registered message named by a type URL.

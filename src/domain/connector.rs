@@ -28,6 +28,9 @@ pub struct Config {
     pub type_url: String,
     /// The message, protobuf-encoded.
     pub value: Vec<u8>,
+    /// Struct keys in `value` that were secret when it was written, sorted. They stay
+    /// masked after the server's list of secret keys drops them.
+    pub secret_keys: Vec<String>,
 }
 
 /// Sync lifecycle state as reported to clients.

@@ -3,7 +3,10 @@
 //! their place plus a salted fingerprint; an update that sends the mask back keeps the
 //! stored value.
 
-use std::collections::HashMap;
+use std::{
+    cell::RefCell,
+    collections::{BTreeSet, HashMap},
+};
 
 use prost::Message;
 use prost_reflect::{DynamicMessage, Kind, MapKey, ReflectMessage, Value};
@@ -29,9 +32,36 @@ pub struct SecretStatus {
     pub fingerprint: String,
 }
 
+/// What makes a value secret during one walk: the field option and the server's Struct
+/// keys, plus the Struct keys that a stored config recorded as secret when it was written.
+struct Secrets<'a> {
+    types: &'a ConfigTypes,
+    recorded_keys: &'a [String],
+    /// Names of the secret Struct keys that the walk met.
+    met_keys: RefCell<BTreeSet<String>>,
+}
+
+impl<'a> Secrets<'a> {
+    fn new(types: &'a ConfigTypes, recorded_keys: &'a [String]) -> Self {
+        Self { types, recorded_keys, met_keys: RefCell::new(BTreeSet::new()) }
+    }
+
+    fn is_secret_field(&self, full_name: &str) -> bool {
+        self.types.is_secret_field(full_name)
+    }
+
+    fn is_secret_struct_key(&self, key: &str) -> bool {
+        let secret = self.types.is_secret_struct_key(key) || self.recorded_keys.iter().any(|recorded| recorded == key);
+        if secret {
+            self.met_keys.borrow_mut().insert(key.to_owned());
+        }
+        secret
+    }
+}
+
 /// Calls `visit` with the path and value of every secret in `message`. A value is a
 /// string, bytes, or a whole `google.protobuf.Value` for a secret Struct key.
-fn walk(types: &ConfigTypes, message: &mut DynamicMessage, path: &str, visit: &mut dyn FnMut(String, &mut Value)) {
+fn walk(types: &Secrets<'_>, message: &mut DynamicMessage, path: &str, visit: &mut dyn FnMut(String, &mut Value)) {
     let descriptor = message.descriptor();
     if descriptor.full_name() == STRUCT {
         walk_struct(types, message, path, visit);
@@ -70,7 +100,7 @@ fn walk(types: &ConfigTypes, message: &mut DynamicMessage, path: &str, visit: &m
 
 /// Walks a Struct: keys named secret are visited whole; other values are searched for
 /// nested Structs and lists.
-fn walk_struct(types: &ConfigTypes, message: &mut DynamicMessage, path: &str, visit: &mut dyn FnMut(String, &mut Value)) {
+fn walk_struct(types: &Secrets<'_>, message: &mut DynamicMessage, path: &str, visit: &mut dyn FnMut(String, &mut Value)) {
     let Some(fields) = message.descriptor().get_field_by_name("fields") else { return };
     let Value::Map(entries) = message.get_field_mut(&fields) else { return };
     for (key, value) in entries.iter_mut() {
@@ -84,7 +114,7 @@ fn walk_struct(types: &ConfigTypes, message: &mut DynamicMessage, path: &str, vi
     }
 }
 
-fn walk_struct_value(types: &ConfigTypes, value: &mut DynamicMessage, path: &str, visit: &mut dyn FnMut(String, &mut Value)) {
+fn walk_struct_value(types: &Secrets<'_>, value: &mut DynamicMessage, path: &str, visit: &mut dyn FnMut(String, &mut Value)) {
     let descriptor = value.descriptor();
     if let Some(field) = descriptor.get_field_by_name("struct_value")
         && value.has_field(&field)
@@ -189,7 +219,7 @@ impl ConfigTypes {
         }
         let mut message = self.decode_config(config)?;
         let mut statuses = Vec::new();
-        walk(self, &mut message, "", &mut |path, value| {
+        walk(&Secrets::new(self, &config.secret_keys), &mut message, "", &mut |path, value| {
             let bytes = secret_bytes(value);
             statuses.push(SecretStatus {
                 fingerprint: bytes.as_deref().map(|bytes| fingerprint(salt, &path, bytes)).unwrap_or_default(),
@@ -204,31 +234,40 @@ impl ConfigTypes {
             return Some((config.clone(), statuses));
         }
         statuses.sort_by(|left, right| left.path.cmp(&right.path));
-        Some((Config { type_url: config.type_url.clone(), value: message.encode_to_vec() }, statuses))
+        Some((
+            Config { type_url: config.type_url.clone(), value: message.encode_to_vec(), secret_keys: config.secret_keys.clone() },
+            statuses,
+        ))
     }
 
-    /// Replaces every mask in `incoming` with the value stored at the same path. A mask
-    /// where nothing is stored is rejected, because the client never read a secret there.
+    /// Replaces every mask in `incoming` with the value stored at the same path, and
+    /// records which Struct keys of the result are secret. A mask where nothing is stored
+    /// is rejected, because the client never read a secret there.
+    ///
+    /// Keys that the stored config recorded stay secret in the result, so a server whose
+    /// list of secret keys no longer names them still masks them.
     pub fn restore_secrets(&self, incoming: &Config, stored: Option<&Config>) -> Result<Config, FieldViolation> {
+        let stored = stored.filter(|stored| stored.type_url == incoming.type_url);
+        let recorded_keys = stored.map_or(&[][..], |stored| stored.secret_keys.as_slice());
+        let unrecorded = || Config { secret_keys: Vec::new(), ..incoming.clone() };
         // Without a secret key, a Struct has no place where a mask counts.
-        if self.is_struct_without_secret_keys(incoming) {
+        if recorded_keys.is_empty() && incoming.secret_keys.is_empty() && self.is_struct_without_secret_keys(incoming) {
             return Ok(incoming.clone());
         }
         let Some(mut message) = self.decode_config(incoming) else {
-            return Ok(incoming.clone());
+            return Ok(unrecorded());
         };
         let mut stored_values: HashMap<String, Value> = HashMap::new();
-        if let Some(mut stored_message) =
-            stored.filter(|stored| stored.type_url == incoming.type_url).and_then(|stored| self.decode_config(stored))
-        {
-            walk(self, &mut stored_message, "", &mut |path, value| {
+        if let Some(mut stored_message) = stored.and_then(|stored| self.decode_config(stored)) {
+            walk(&Secrets::new(self, recorded_keys), &mut stored_message, "", &mut |path, value| {
                 stored_values.insert(path, value.clone());
             });
         }
 
+        let secrets = Secrets::new(self, recorded_keys);
         let mut restored = false;
         let mut missing: Option<String> = None;
-        walk(self, &mut message, "", &mut |path, value| {
+        walk(&secrets, &mut message, "", &mut |path, value| {
             if !is_mask(value) {
                 return;
             }
@@ -248,10 +287,11 @@ impl ConfigTypes {
                 format!("secret {path} holds the mask {SECRET_MASK:?} but no secret is stored there; send the real value"),
             ));
         }
+        let secret_keys = secrets.met_keys.into_inner().into_iter().collect();
         if !restored {
-            return Ok(incoming.clone());
+            return Ok(Config { secret_keys, ..incoming.clone() });
         }
-        Ok(Config { type_url: incoming.type_url.clone(), value: message.encode_to_vec() })
+        Ok(Config { type_url: incoming.type_url.clone(), value: message.encode_to_vec(), secret_keys })
     }
 }
 
@@ -267,7 +307,7 @@ mod tests {
         let descriptor = types.pool().get_message_by_name(STRUCT).unwrap();
         let mut deserializer = serde_json::Deserializer::from_str(json);
         let message = DynamicMessage::deserialize(descriptor, &mut deserializer).unwrap();
-        Config { type_url: format!("type.googleapis.com/{STRUCT}"), value: message.encode_to_vec() }
+        Config { type_url: format!("type.googleapis.com/{STRUCT}"), value: message.encode_to_vec(), secret_keys: Vec::new() }
     }
 
     fn to_json(types: &ConfigTypes, config: &Config) -> serde_json::Value {
@@ -287,6 +327,42 @@ mod tests {
         let paths: Vec<&str> = statuses.iter().map(|status| status.path.as_str()).collect();
         assert_eq!(paths, ["nested.token", "password"]);
         assert!(statuses.iter().all(|status| status.set && status.fingerprint.len() == 32));
+    }
+
+    #[test]
+    fn written_config_records_its_secret_keys() {
+        let types = types();
+        let incoming = struct_config(&types, r#"{"domain":"x","password":"hunter2","nested":{"token":"t0k"}}"#);
+        let written = types.restore_secrets(&incoming, None).unwrap();
+        assert_eq!(written.secret_keys, ["password", "token"]);
+        assert_eq!(written.value, incoming.value);
+
+        let plain = types.restore_secrets(&struct_config(&types, r#"{"domain":"x"}"#), None).unwrap();
+        assert!(plain.secret_keys.is_empty());
+    }
+
+    #[test]
+    fn recorded_keys_stay_secret_after_the_key_list_drops_them() {
+        let before = types();
+        let written = before.restore_secrets(&struct_config(&before, r#"{"domain":"x","password":"hunter2"}"#), None).unwrap();
+
+        // The server restarts with a list that no longer names "password".
+        let mut after = types();
+        after.set_secret_struct_keys(["domain".to_owned()]);
+        let (masked, statuses) = after.mask_secrets(&written, b"salt").unwrap();
+        let json = to_json(&after, &masked);
+        assert_eq!(json["password"], SECRET_MASK);
+        assert_eq!(json["domain"], SECRET_MASK);
+        assert_eq!(statuses.len(), 2);
+
+        // An update that sends a new password keeps it secret, and the mask of the
+        // unchanged domain restores the stored value.
+        let update = struct_config(&after, &format!(r#"{{"domain":"{SECRET_MASK}","password":"new"}}"#));
+        let updated = after.restore_secrets(&update, Some(&written)).unwrap();
+        assert_eq!(updated.secret_keys, ["domain", "password"]);
+        let json = to_json(&after, &updated);
+        assert_eq!(json["domain"], "x");
+        assert_eq!(json["password"], "new");
     }
 
     #[test]
@@ -370,7 +446,8 @@ message VaultConfig {
         let descriptor = types.pool().get_message_by_name("acme.v1.VaultConfig").unwrap();
         let json = r#"{"address":"https://vault","token":"s3cr3t","keys":["k1","k2"]}"#;
         let message = DynamicMessage::deserialize(descriptor, &mut serde_json::Deserializer::from_str(json)).unwrap();
-        let config = Config { type_url: "type.googleapis.com/acme.v1.VaultConfig".into(), value: message.encode_to_vec() };
+        let config =
+            Config { type_url: "type.googleapis.com/acme.v1.VaultConfig".into(), value: message.encode_to_vec(), secret_keys: Vec::new() };
 
         let (masked, statuses) = types.mask_secrets(&config, b"salt").unwrap();
 

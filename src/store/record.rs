@@ -143,6 +143,10 @@ struct ConfigRecord {
     type_url: String,
     #[prost(bytes = "vec", tag = "2")]
     value: Vec<u8>,
+    // NOTE: records written before this field existed read as having no recorded secret
+    // keys, so until an update rewrites them they follow only the server's current list.
+    #[prost(string, repeated, tag = "3")]
+    secret_keys: Vec<String>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -314,7 +318,11 @@ impl From<&Connector> for ConnectorRecord {
             display_name: connector.display_name.clone(),
             description: connector.description.clone(),
             user_ids: connector.user_ids.clone(),
-            config: connector.config.as_ref().map(|config| ConfigRecord { type_url: config.type_url.clone(), value: config.value.clone() }),
+            config: connector.config.as_ref().map(|config| ConfigRecord {
+                type_url: config.type_url.clone(),
+                value: config.value.clone(),
+                secret_keys: config.secret_keys.clone(),
+            }),
             status: Some(StatusRecord {
                 status: status_code(status.status),
                 last_error: status.last_error.clone(),
@@ -362,7 +370,7 @@ impl ConnectorRecord {
             display_name: self.display_name,
             description: self.description,
             user_ids: self.user_ids,
-            config: self.config.map(|config| Config { type_url: config.type_url, value: config.value }),
+            config: self.config.map(|config| Config { type_url: config.type_url, value: config.value, secret_keys: config.secret_keys }),
             status: ConnectorStatus {
                 status: status_from_code(status.status),
                 last_error: status.last_error,
@@ -534,7 +542,7 @@ mod tests {
             display_name: "Okta".into(),
             description: "prod".into(),
             user_ids: vec!["u1".into()],
-            config: Some(Config { type_url: "type.googleapis.com/x.Y".into(), value: vec![1, 2] }),
+            config: Some(Config { type_url: "type.googleapis.com/x.Y".into(), value: vec![1, 2], secret_keys: vec!["password".into()] }),
             status: ConnectorStatus {
                 status: SyncStatus::Error,
                 last_error: "boom".into(),

@@ -93,7 +93,7 @@ pub async fn run(args: LoadArgs) -> Result<ExitCode, String> {
     // The config that `run --workload create` sends, so loaded connectors have the same size.
     let config = {
         let any = bench_config();
-        Config { type_url: any.type_url, value: any.value }
+        Config { type_url: any.type_url, value: any.value, secret_keys: Vec::new() }
     };
     let done = Arc::new(AtomicUsize::new(0));
     let total = args.connectors;

@@ -414,7 +414,7 @@ fn auth_policy(listener: &TcpListener, options: &ServeOptions) -> Result<AuthPol
         tracing::warn!(%local_addr, "serving WITHOUT authentication: every caller is an admin; set --tokens-file to require API tokens");
         return Ok(AuthPolicy::disabled());
     };
-    let entries = TokenFile::new(path).load()?;
+    let entries = TokenFile::new(path).load_existing()?;
     if entries.is_empty() {
         tracing::warn!(tokens_file = %path.display(), "the tokens file has no tokens, so every call that needs one is rejected; create one with `connectord token create`");
     }
@@ -436,7 +436,7 @@ async fn reload_tokens_on_hangup(path: Option<PathBuf>, tokens: Option<Arc<Token
             }
         };
         while hangups.recv().await.is_some() {
-            match TokenFile::new(&path).load() {
+            match TokenFile::new(&path).load_existing() {
                 Ok(entries) => {
                     tokens.replace(&entries);
                     tracing::info!(tokens_file = %path.display(), tokens = entries.len(), "API tokens reloaded");

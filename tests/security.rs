@@ -261,7 +261,30 @@ async fn sighup_reload_survives_bad_file() {
     let logged = wait_until(|| async { server.log_text().contains("reloading API tokens failed") }).await;
     assert!(logged, "a bad tokens file is not reported: {}", server.log_text());
     assert!(!is_auth_error(call_code(&channel, list, Some(&bearer(&second))).await), "the old tokens must stay");
+
+    // A missing file is an error too, not an empty set of tokens that locks everyone out.
+    std::fs::remove_file(&path).unwrap();
+    server.hangup();
+    let logged = wait_until(|| async { server.log_text().contains("does not exist") }).await;
+    assert!(logged, "a missing tokens file is not reported: {}", server.log_text());
+    assert!(!is_auth_error(call_code(&channel, list, Some(&bearer(&second))).await), "the old tokens must stay");
     server.terminate();
+}
+
+#[test]
+fn missing_tokens_file_stops_the_start() {
+    let data = tempfile::tempdir().unwrap();
+    let missing = data.path().join("no-such-tokens.jsonl");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_connectord"))
+        .args(["--listen", "127.0.0.1:0", "--tokens-file"])
+        .arg(&missing)
+        .arg("--data-dir")
+        .arg(data.path().join("data"))
+        .output()
+        .expect("run connectord");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "connectord started with a tokens file that does not exist");
+    assert!(stderr.contains("does not exist") && stderr.contains("token create"), "{stderr}");
 }
 
 /// Polls `condition` up to 10 s.

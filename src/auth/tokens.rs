@@ -37,6 +37,10 @@ pub enum TokenError {
     Write { path: PathBuf, source: std::io::Error },
     #[error("tokens file {path}, line {line}: {reason}")]
     Invalid { path: PathBuf, line: usize, reason: String },
+    #[error(
+        "tokens file {path} does not exist; create one with `connectord token create --tokens-file {path} --name NAME --role ROLE`, or fix the path"
+    )]
+    Missing { path: PathBuf },
     #[error("a token named {0:?} already exists; revoke it first or pick another name")]
     DuplicateName(String),
     #[error("no token named {0:?}")]
@@ -90,6 +94,15 @@ impl TokenFile {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Reads the tokens of a file that must exist, as a server's does: a missing file is
+    /// more likely a wrong path than a wish to reject every call.
+    pub fn load_existing(&self) -> Result<Vec<TokenEntry>, TokenError> {
+        if !self.path.exists() {
+            return Err(TokenError::Missing { path: self.path.clone() });
+        }
+        self.load()
     }
 
     /// Reads every entry; a missing file has none. Blank lines and lines starting with `#`

@@ -27,7 +27,11 @@ use tokio::sync::Semaphore;
 use tonic::body::Body;
 use tower::{Layer, Service};
 
-use crate::{pb::connector_service_server::SERVICE_NAME, server::MAX_MESSAGE_BYTES};
+use crate::{
+    log_throttle::{LOG_INTERVAL, LogThrottle},
+    pb::connector_service_server::SERVICE_NAME,
+    server::MAX_MESSAGE_BYTES,
+};
 
 /// Length of the gRPC frame header in front of each message.
 const GRPC_FRAME_HEADER_BYTES: usize = 5;
@@ -174,11 +178,15 @@ async fn admit(admission: &Admission) -> Option<tokio::sync::OwnedSemaphorePermi
 }
 
 fn overloaded<ResponseBody: Default>(limits: &AdmissionLimits) -> Response<ResponseBody> {
-    tracing::warn!(
-        max_concurrent_requests = limits.max_concurrent_requests,
-        max_queued_requests = limits.max_queued_requests,
-        "request rejected: server overloaded"
-    );
+    static LOG: LogThrottle = LogThrottle::new(LOG_INTERVAL);
+    if let Some(rejected) = LOG.admit() {
+        tracing::warn!(
+            max_concurrent_requests = limits.max_concurrent_requests,
+            max_queued_requests = limits.max_queued_requests,
+            rejected,
+            "request rejected: server overloaded; `rejected` counts the rejections since the last such line"
+        );
+    }
     tonic::Status::resource_exhausted(format!(
         "the server is overloaded ({} requests running, {} queued); retry with backoff",
         limits.max_concurrent_requests, limits.max_queued_requests

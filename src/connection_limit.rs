@@ -8,12 +8,13 @@
 //! reaches tonic only after it has sent the client preface and its first SETTINGS frame
 //! within the handshake timeout. The bytes read for that check are replayed to tonic.
 
+use crate::log_throttle::{LOG_INTERVAL, LogThrottle};
 use std::{
     io,
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use tokio::{
@@ -34,8 +35,6 @@ const SETTINGS_FRAME_TYPE: u8 = 0x4;
 const MAX_SETTINGS_PAYLOAD: usize = 6 * 64;
 /// Pause after an accept error such as EMFILE, so a full descriptor table does not spin.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
-/// Minimum time between two log lines about rejected connections.
-const REJECT_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Limits on accepted connections.
 #[derive(Debug, Clone, Copy)]
@@ -68,8 +67,7 @@ pub fn limited_incoming(
 
 async fn accept_loop(listener: TcpListener, limits: ConnectionLimits, sender: mpsc::Sender<io::Result<LimitedConnection>>) {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let mut rejected_since_log: u64 = 0;
-    let mut last_reject_log: Option<Instant> = None;
+    let reject_log = LogThrottle::new(LOG_INTERVAL);
     loop {
         let accepted = tokio::select! {
             () = sender.closed() => return,
@@ -84,15 +82,12 @@ async fn accept_loop(listener: TcpListener, limits: ConnectionLimits, sender: mp
             }
         };
         let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-            rejected_since_log += 1;
-            if last_reject_log.is_none_or(|at| at.elapsed() >= REJECT_LOG_INTERVAL) {
+            if let Some(rejected) = reject_log.admit() {
                 tracing::warn!(
                     max_connections = limits.max_connections,
-                    rejected = rejected_since_log,
+                    rejected,
                     "connections closed at once because the connection limit is reached; raise --max-connections if clients are legitimate"
                 );
-                rejected_since_log = 0;
-                last_reject_log = Some(Instant::now());
             }
             drop(stream);
             continue;

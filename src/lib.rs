@@ -13,6 +13,7 @@ pub mod connection_limit;
 pub mod domain;
 pub mod gateway;
 pub mod limits;
+pub mod log_throttle;
 pub mod pb;
 pub mod server;
 pub mod store;

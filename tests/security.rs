@@ -413,3 +413,26 @@ async fn secrets_stay_masked_after_the_key_list_drops_them() {
     assert_eq!(struct_string(&value, "domain"), "********");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn rejected_calls_log_a_line_per_interval_with_a_count() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("tokens.jsonl");
+    create_tokens(&path);
+    let data = tempfile::tempdir().unwrap();
+    let server = ChildServer::spawn(data.path(), &["--tokens-file", path.to_str().unwrap()]).await;
+    let channel = server.channel().await;
+    let list = "/connectord.v1.ConnectorService/List";
+    for _ in 0..200 {
+        assert_eq!(call_code(&channel, list, None).await, Code::Unauthenticated);
+    }
+    let logged = wait_until(|| async { server.log_text().contains("call rejected by authentication") }).await;
+    assert!(logged, "no rejection was logged: {}", server.log_text());
+
+    // All 200 fall within one interval of the throttle, so only the first is logged.
+    let log = server.log_text();
+    let lines: Vec<&str> = log.lines().filter(|line| line.contains("call rejected by authentication")).collect();
+    assert_eq!(lines.len(), 1, "{log}");
+    assert!(lines[0].contains(r#""rejected":1"#), "{log}");
+    server.terminate();
+}

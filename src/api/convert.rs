@@ -1,5 +1,6 @@
 //! Conversions from domain values to generated protobuf messages.
 
+use crate::log_throttle::{LOG_INTERVAL, LogThrottle};
 use chrono::{DateTime, Utc};
 
 use crate::{
@@ -86,12 +87,18 @@ pub fn view(mut connector: Connector, config_types: &ConfigTypes) -> pb::Connect
                     .map(|status| pb::ConfigSecret { path: status.path, set: status.set, fingerprint: status.fingerprint })
                     .collect();
             }
-            None => tracing::warn!(
-                app_id = %connector.app_id,
-                connector_id = %connector.id,
-                type_url = %config.type_url,
-                "config withheld from the response: its type is not registered; start the server with the --descriptor-set that defines it"
-            ),
+            None => {
+                static LOG: LogThrottle = LogThrottle::new(LOG_INTERVAL);
+                if let Some(withheld) = LOG.admit() {
+                    tracing::warn!(
+                        app_id = %connector.app_id,
+                        connector_id = %connector.id,
+                        type_url = %config.type_url,
+                        withheld,
+                        "config withheld from the response: its type is not registered; start the server with the --descriptor-set that defines it"
+                    );
+                }
+            }
         }
     }
     let mut wire = pb::Connector::from(connector);

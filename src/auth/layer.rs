@@ -1,6 +1,7 @@
 //! The tower layer that authenticates API tokens and checks roles before any service code
 //! runs. REST calls reach it as the same gRPC calls, so one check covers both.
 
+use crate::log_throttle::{LOG_INTERVAL, LogThrottle};
 use std::{
     sync::Arc,
     task::{Context, Poll},
@@ -145,7 +146,10 @@ where
                 Box::pin(self.inner.call(request))
             }
             Err(status) => {
-                tracing::info!(%path, code = ?status.code(), reason = status.message(), "call rejected by authentication");
+                static LOG: LogThrottle = LogThrottle::new(LOG_INTERVAL);
+                if let Some(rejected) = LOG.admit() {
+                    tracing::info!(%path, code = ?status.code(), reason = status.message(), rejected, "call rejected by authentication");
+                }
                 Box::pin(async move { Ok(status.into_http()) })
             }
         }

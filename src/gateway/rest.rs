@@ -1,6 +1,7 @@
 //! Handles one REST request: finds its binding, transcodes the JSON into the protobuf
 //! request, calls the RPC through the gRPC service stack, and transcodes the reply.
 
+use crate::log_throttle::{LOG_INTERVAL, LogThrottle};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -73,7 +74,10 @@ impl RestGateway {
         // without a valid token gets no body errors and no body parsing.
         let authorization = parts.headers.get(header::AUTHORIZATION).and_then(|value| value.to_str().ok());
         if let Err(status) = self.auth.authorize(&binding.grpc_path(), authorization) {
-            tracing::info!(path = %parts.uri.path(), code = ?status.code(), reason = status.message(), "REST call rejected by authentication");
+            static LOG: LogThrottle = LogThrottle::new(LOG_INTERVAL);
+            if let Some(rejected) = LOG.admit() {
+                tracing::info!(path = %parts.uri.path(), code = ?status.code(), reason = status.message(), rejected, "REST call rejected by authentication");
+            }
             let status = RpcStatus { code: status.code(), message: status.message().to_owned(), details: Bytes::new() };
             return rpc_status_response(&self.pool, &status);
         }

@@ -157,7 +157,7 @@ pub struct ServeArgs {
     pub descriptor_sets: Vec<PathBuf>,
 
     /// Largest accepted connector config, in bytes of its encoded payload.
-    #[arg(long, env = "CONNECTORD_MAX_CONFIG_BYTES", default_value_t = 64 * 1024)]
+    #[arg(long, env = "CONNECTORD_MAX_CONFIG_BYTES", default_value_t = 64 * 1024, value_parser = parse_positive)]
     pub max_config_bytes: usize,
 
     /// Log line format; filter with RUST_LOG (default: info).
@@ -173,7 +173,7 @@ pub struct ServeArgs {
     pub max_connections: usize,
 
     /// Time a new connection gets to send the HTTP/2 preface and settings, such as 10s.
-    #[arg(long, env = "CONNECTORD_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "CONNECTORD_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_nonzero_duration)]
     pub handshake_timeout: Duration,
 
     /// Maximum number of connector calls processed at once.
@@ -208,7 +208,7 @@ pub struct ServeArgs {
     pub credential_rotation_grace: Duration,
 
     /// How long a claimed sync stays with its worker without a heartbeat before it is queued again, such as 5m.
-    #[arg(long, env = "CONNECTORD_SYNC_LEASE", default_value = "5m", value_parser = parse_duration)]
+    #[arg(long, env = "CONNECTORD_SYNC_LEASE", default_value = "5m", value_parser = parse_sync_lease)]
     pub sync_lease: Duration,
 
     /// How long one replica keeps running lease expiry and the scheduler after its last
@@ -289,6 +289,26 @@ fn parse_duration(value: &str) -> Result<Duration, String> {
         .map_err(|error| format!("not a duration ({error}); use a number and a unit, such as 500ms, 10s, 5m or 24h"))
 }
 
+/// A duration that must not be zero, such as a timeout that would otherwise end every
+/// connection at once.
+fn parse_nonzero_duration(value: &str) -> Result<Duration, String> {
+    let duration = parse_duration(value)?;
+    if duration.is_zero() {
+        return Err("must be longer than 0s".to_owned());
+    }
+    Ok(duration)
+}
+
+/// A sync lease shorter than a second would take syncs away from workers between two
+/// heartbeats.
+fn parse_sync_lease(value: &str) -> Result<Duration, String> {
+    let lease = parse_duration(value)?;
+    if lease < Duration::from_secs(1) {
+        return Err("must be at least 1s, so workers have time to send heartbeats".to_owned());
+    }
+    Ok(lease)
+}
+
 fn parse_timer_lease(value: &str) -> Result<Duration, String> {
     let lease = parse_duration(value)?;
     if lease <= crate::domain::lifecycle::TIMER_INTERVAL {
@@ -352,6 +372,20 @@ mod tests {
     fn bad_duration_names_the_expected_form() {
         let error = Cli::try_parse_from(["connectord", "--shutdown-grace", "banana"]).unwrap_err().to_string();
         assert!(error.contains("such as 500ms, 10s, 5m or 24h"), "{error}");
+    }
+
+    #[test]
+    fn zero_limits_and_timeouts_are_rejected() {
+        for (flag, value, expected) in [
+            ("--sync-lease", "0s", "at least 1s"),
+            ("--sync-lease", "500ms", "at least 1s"),
+            ("--max-config-bytes", "0", "at least 1"),
+            ("--handshake-timeout", "0s", "longer than 0s"),
+        ] {
+            let error = Cli::try_parse_from(["connectord", flag, value]).unwrap_err().to_string();
+            assert!(error.contains(expected), "{flag} {value}: {error}");
+        }
+        assert!(Cli::try_parse_from(["connectord", "--sync-lease", "1s", "--max-config-bytes", "1"]).is_ok());
     }
 
     #[test]

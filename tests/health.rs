@@ -36,6 +36,9 @@ async fn healthz_serves_without_token() {
     assert_eq!(response.status().as_u16(), 200);
     let body: serde_json::Value = response.json().await.expect("JSON body");
     assert_eq!(body, serde_json::json!({"status": "SERVING"}));
+
+    let head = reqwest::Client::new().head(format!("http://{}/healthz", server.addr)).send().await.expect("HEAD /healthz");
+    assert_eq!(head.status().as_u16(), 200);
 }
 
 #[tokio::test]

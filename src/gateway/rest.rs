@@ -62,8 +62,15 @@ impl RestGateway {
         B::Error: Into<BoxError>,
     {
         let (parts, body) = request.into_parts();
-        if parts.method == Method::GET && parts.uri.path() == HEALTH_PATH {
-            return health_response(service).await;
+        if parts.uri.path() == HEALTH_PATH {
+            if parts.method == Method::HEAD {
+                // Checkers that send HEAD read only the status line.
+                let (head, _) = health_response(service).await.into_parts();
+                return Response::from_parts(head, Body::empty());
+            }
+            if parts.method == Method::GET {
+                return health_response(service).await;
+            }
         }
         let (binding, captures) = match self.router.find(&parts.method, parts.uri.path()) {
             RouteMatch::Found(binding, captures) => (binding, captures),

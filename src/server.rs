@@ -288,6 +288,12 @@ pub async fn run(
     };
     let store = crate::store::open_store(&backend).await?;
     tracing::info!(store = %backend.describe(), "store opened");
+    // Logged once the store is open, so that a server that cannot start ends with its
+    // actual error rather than this warning.
+    if options.tokens_file.is_none() {
+        let local_addr = listener.local_addr().map_err(ServerError::LocalAddr)?;
+        tracing::warn!(%local_addr, "serving WITHOUT authentication: every caller is an admin; set --tokens-file to require API tokens");
+    }
 
     let mut builder = ServicesBuilder::new(store.clone())?
         .max_config_bytes(options.max_config_bytes)
@@ -411,7 +417,6 @@ fn auth_policy(listener: &TcpListener, options: &ServeOptions) -> Result<AuthPol
     let Some(path) = &options.tokens_file else {
         let local_addr = listener.local_addr().map_err(ServerError::LocalAddr)?;
         check_exposure(local_addr, options)?;
-        tracing::warn!(%local_addr, "serving WITHOUT authentication: every caller is an admin; set --tokens-file to require API tokens");
         return Ok(AuthPolicy::disabled());
     };
     let entries = TokenFile::new(path).load_existing()?;

@@ -601,8 +601,10 @@ fn describe_open_error(error: &sled::Error) -> String {
         sled::Error::Io(io) if io.kind() == std::io::ErrorKind::PermissionDenied => {
             format!("permission denied ({io}); check the directory's owner and mode")
         }
+        // sled words this error with the debug form of the OS error, which says nothing
+        // more than the sentence below.
         sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
-            format!("{io}; is another connectord using this directory?")
+            "another process holds the database lock; is another connectord using this directory?".to_owned()
         }
         sled::Error::Corruption { at, .. } => {
             format!("the database is corrupt (at {at:?}); restore it from a backup")

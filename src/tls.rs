@@ -2,6 +2,7 @@
 //! certificates. The handshake runs here rather than in tonic so that ALPN can offer
 //! HTTP/1.1 next to HTTP/2: REST clients such as Python's requests speak only HTTP/1.1.
 
+use crate::log_throttle::{LOG_INTERVAL, LogThrottle};
 use std::{
     io,
     path::PathBuf,
@@ -117,7 +118,19 @@ where
                     Ok(Ok(stream)) => {
                         let _ = sender.send(Ok(TlsConnection(stream))).await;
                     }
-                    Ok(Err(error)) => tracing::info!(%error, "TLS handshake failed"),
+                    Ok(Err(error)) => {
+                        static LOG: LogThrottle = LogThrottle::new(LOG_INTERVAL);
+                        if let Some(failed) = LOG.admit() {
+                            // The first bytes were not a TLS record: most often a client
+                            // that speaks plain HTTP/2 to the TLS port.
+                            let hint = if error.to_string().contains("InvalidContentType") {
+                                "; the client did not start TLS: use https:// or drop -plaintext"
+                            } else {
+                                ""
+                            };
+                            tracing::info!(%error, failed, "TLS handshake failed{hint}");
+                        }
+                    }
                     Err(_) => tracing::info!(timeout_seconds = HANDSHAKE_TIMEOUT.as_secs(), "TLS handshake timed out"),
                 }
             });

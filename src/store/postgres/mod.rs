@@ -151,7 +151,7 @@ impl PostgresStore {
     pub async fn open(options: &PostgresStoreOptions) -> Result<Self, OpenError> {
         let pool = connection_pool(options)?;
         let url = &options.url;
-        let mut client = pool.get().await.map_err(|error| OpenError::Connect { url: url.clone(), reason: error.to_string() })?;
+        let mut client = pool.get().await.map_err(|error| OpenError::Connect { url: url.clone(), reason: error_chain(&error) })?;
         let before = schema::migrate(&mut client).await.map_err(|source| OpenError::Schema { url: url.clone(), source })?;
         drop(client);
         tracing::info!(%url, schema_version = schema::latest_version(), migrated_from = before, "PostgreSQL store opened");
@@ -425,9 +425,41 @@ impl Drop for PostgresStore {
     }
 }
 
+/// An error's text followed by its sources, as `outer: inner: innermost`. The pool's own
+/// text ("error connecting to server") leaves out the cause, such as a refused connection
+/// or a failed password check.
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_chain_names_the_cause_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("error connecting to server")]
+        struct Outer(#[source] std::io::Error);
+        let refused = Outer(std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "Connection refused"));
+        assert_eq!(error_chain(&refused), "error connecting to server: Connection refused");
+
+        #[derive(Debug, thiserror::Error)]
+        #[error("wrapped: {0}")]
+        struct Repeating(#[source] std::io::Error);
+        let repeating = Repeating(std::io::Error::other("boom"));
+        assert_eq!(error_chain(&repeating), "wrapped: boom");
+    }
 
     #[test]
     fn password_is_hidden_in_url_text() {

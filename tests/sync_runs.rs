@@ -511,6 +511,9 @@ async fn worker_requests_are_validated() {
     expect_invalid(worker.complete(&running.id, None).await, "result");
     let long_url = format!("https://artifacts.example.com/{}", "a".repeat(2048));
     expect_invalid(worker.succeed(&running.id, &long_url).await, "succeeded.artifact_url");
+    for not_absolute in ["javascript:alert(1)", "files/sync.c1z", "://nowhere", "https://"] {
+        expect_invalid(worker.succeed(&running.id, not_absolute).await, "succeeded.artifact_url");
+    }
     expect_invalid(worker.fail(&running.id, &"e".repeat(4097), false).await, "failed.error");
     let empty = expect_invalid(worker.fail(&running.id, " ", false).await, "failed.error");
     assert!(common::violation_description(&empty, "failed.error").contains("is empty"), "{empty:?}");

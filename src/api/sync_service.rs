@@ -160,6 +160,23 @@ impl ConnectorSyncService for SyncWorkerApi {
     }
 }
 
+/// An artifact URL is handed to clients by GetConnectorSyncDownloadURL, so it must be an
+/// absolute `scheme://` URL (https, s3, gs and the like), never a `javascript:` or `data:`
+/// URL that a console could render as a link.
+fn artifact_url_problem(url: &str) -> Option<String> {
+    if url.is_empty() {
+        return None;
+    }
+    let scheme_ok = url.split_once("://").is_some_and(|(scheme, rest)| {
+        !rest.is_empty()
+            && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    });
+    (!scheme_ok).then(|| {
+        format!("{} is not an absolute URL; use the form scheme://location, such as https://…", crate::domain::connector_text::shorten(url))
+    })
+}
+
 fn outcome(request: &pb::CompleteSyncRequest) -> Result<SyncOutcome, Error> {
     use pb::complete_sync_request::Result as Wire;
 
@@ -168,6 +185,9 @@ fn outcome(request: &pb::CompleteSyncRequest) -> Result<SyncOutcome, Error> {
     let outcome = match &request.result {
         Some(Wire::Succeeded(succeeded)) => {
             violations.text("succeeded.artifact_url", &succeeded.artifact_url, MAX_URL_CHARS);
+            if let Some(problem) = artifact_url_problem(&succeeded.artifact_url) {
+                violations.add("succeeded.artifact_url", problem);
+            }
             Some(SyncOutcome::Succeeded { artifact_url: succeeded.artifact_url.clone() })
         }
         Some(Wire::Failed(failed)) => {

@@ -3,7 +3,10 @@
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::domain::{Error, FieldViolation};
+use crate::{
+    domain::{Error, FieldViolation},
+    log_throttle::{LOG_INTERVAL, LogThrottle},
+};
 
 /// Most field violations sent in one status. Details travel in a header, and HTTP/2 peers
 /// reject header lists over about 16 KiB.
@@ -16,7 +19,14 @@ const MAX_MESSAGE_BYTES: usize = 512;
 pub fn to_status(error: Error) -> Status {
     match error {
         Error::InvalidArgument(violations) => invalid_argument(violations),
-        Error::Unauthenticated(message) => client_error(Code::Unauthenticated, message),
+        Error::Unauthenticated(message) => {
+            // Logged at most once per interval: a worker with a bad secret retries fast.
+            static LOG: LogThrottle = LogThrottle::new(LOG_INTERVAL);
+            if let Some(rejected) = LOG.admit() {
+                tracing::info!(code = ?Code::Unauthenticated, reason = %message, rejected, "request rejected");
+            }
+            Status::new(Code::Unauthenticated, truncate(message))
+        }
         Error::PermissionDenied(message) => client_error(Code::PermissionDenied, message),
         Error::NotFound(message) => client_error(Code::NotFound, message),
         Error::FailedPrecondition(message) => client_error(Code::FailedPrecondition, message),

@@ -1,5 +1,6 @@
 //! Credential operations: rotate, read, list, revoke, and authenticate a worker.
 
+use crate::log_throttle::{LOG_INTERVAL, LogThrottle};
 use std::{
     collections::HashSet,
     sync::{Arc, Mutex},
@@ -171,22 +172,27 @@ impl CredentialService {
         let rejected = || Error::Unauthenticated("invalid client credentials".to_owned());
         let now = Utc::now();
 
+        // A client that retries with a wrong secret, or guesses, fails many times a second.
+        static LOG: LogThrottle = LogThrottle::new(LOG_INTERVAL);
+        let failed = |reason: &str| {
+            if let Some(failed) = LOG.admit() {
+                tracing::info!(client_id, reason, failed, "authentication failed");
+            }
+            rejected()
+        };
+
         let Some(credential) = self.store.find_credential(client_id).await? else {
-            tracing::info!(client_id, "authentication failed: unknown client id");
-            return Err(rejected());
+            return Err(failed("unknown client id"));
         };
         if !credential.secret_hash.matches(secret) {
-            tracing::info!(client_id, "authentication failed: wrong secret");
-            return Err(rejected());
+            return Err(failed("wrong secret"));
         }
         if !credential.is_usable_at(now) {
-            tracing::info!(client_id, revoked = credential.deleted_at.is_some(), "authentication failed: credential revoked or expired");
-            return Err(rejected());
+            return Err(failed(if credential.deleted_at.is_some() { "credential revoked" } else { "credential expired" }));
         }
         let key = ConnectorKey::new(&credential.app_id, &credential.connector_id);
         if self.store.get_connector(&key).await?.is_none_or(|connector| connector.is_deleted()) {
-            tracing::info!(client_id, "authentication failed: the connector is deleted");
-            return Err(rejected());
+            return Err(failed("the connector is deleted"));
         }
 
         self.record_use(&credential, now);

@@ -929,7 +929,7 @@ mod tests {
         for _ in 0..100 {
             match SledStore::open(&SledStoreOptions::new(path)) {
                 Ok(store) => return store,
-                Err(error) if error.reason.contains("could not acquire lock") => {
+                Err(error) if error.reason.contains("holds the database lock") => {
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 }
                 Err(error) => panic!("{error}"),
@@ -1076,7 +1076,7 @@ mod tests {
         let mut error = None;
         for _ in 0..100 {
             match SledStore::open(&SledStoreOptions::new(directory.path())) {
-                Err(failure) if failure.reason.contains("could not acquire lock") => {
+                Err(failure) if failure.reason.contains("holds the database lock") => {
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 }
                 Err(failure) => {

@@ -274,8 +274,8 @@ fn parse_listen(value: &str) -> Result<SocketAddr, String> {
     })
 }
 
-/// Accepts a Struct key name; an empty one (as in `a,,b` or an empty variable) would hide
-/// nothing, which an operator who meant to list keys would not notice.
+/// Parses a Struct key name and rejects an empty one, as in `a,,b` or an empty variable.
+/// An empty key would hide nothing, and an operator who meant to list keys would not notice.
 fn parse_secret_key(value: &str) -> Result<String, String> {
     if value.trim().is_empty() {
         return Err("empty key; list key names separated by commas, such as password,api_key".to_owned());
@@ -289,8 +289,8 @@ fn parse_duration(value: &str) -> Result<Duration, String> {
         .map_err(|error| format!("not a duration ({error}); use a number and a unit, such as 500ms, 10s, 5m or 24h"))
 }
 
-/// A duration that must not be zero, such as a timeout that would otherwise end every
-/// connection at once.
+/// Parses a duration that must not be zero, such as a timeout that would otherwise end
+/// every connection at once.
 fn parse_nonzero_duration(value: &str) -> Result<Duration, String> {
     let duration = parse_duration(value)?;
     if duration.is_zero() {
@@ -299,8 +299,8 @@ fn parse_nonzero_duration(value: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
-/// A sync lease shorter than a second would take syncs away from workers between two
-/// heartbeats.
+/// Parses a sync lease of at least a second, because a shorter one would take syncs away
+/// from workers between two heartbeats.
 fn parse_sync_lease(value: &str) -> Result<Duration, String> {
     let lease = parse_duration(value)?;
     if lease < Duration::from_secs(1) {

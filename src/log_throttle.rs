@@ -1,5 +1,5 @@
 //! Log lines for events that a client can repeat thousands of times per second, such as
-//! rejected calls: the first event of each interval is logged with the number of events
+//! rejected calls. The first event of each interval is logged with the number of events
 //! since the last logged one, and the rest are only counted.
 
 use std::{
@@ -27,7 +27,7 @@ impl LogThrottle {
     }
 
     /// Counts one event. Returns `Some(count)` when it should be logged, with the number of
-    /// events since the last logged one, this one included; `None` while the interval runs.
+    /// events since the last logged one, this one included, and `None` while the interval runs.
     pub fn admit(&self) -> Option<u64> {
         self.admit_at(Instant::now())
     }

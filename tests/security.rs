@@ -284,7 +284,8 @@ fn missing_tokens_file_stops_the_start() {
         .expect("run connectord");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "connectord started with a tokens file that does not exist");
-    assert!(stderr.contains("does not exist") && stderr.contains("token create"), "{stderr}");
+    assert!(stderr.contains("does not exist"), "{stderr}");
+    assert!(stderr.contains("token create"), "the error does not say how to create the file: {stderr}");
 }
 
 /// Polls `condition` up to 10 s.

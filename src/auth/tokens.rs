@@ -96,8 +96,8 @@ impl TokenFile {
         &self.path
     }
 
-    /// Reads the tokens of a file that must exist, as a server's does: a missing file is
-    /// more likely a wrong path than a wish to reject every call.
+    /// Reads the tokens of a file that must exist. Servers use it, because a missing file
+    /// there is more likely a wrong path than a wish to reject every call.
     pub fn load_existing(&self) -> Result<Vec<TokenEntry>, TokenError> {
         if !self.path.exists() {
             return Err(TokenError::Missing { path: self.path.clone() });

@@ -84,8 +84,8 @@ where
     Err(Error::Aborted(format!("{what} lost against concurrent writes {MAX_ATTEMPTS} times; retry later")))
 }
 
-/// A worker cannot sync a connector without a config: a delegated connector before its
-/// owners complete it, or one whose config an update cleared.
+/// Fails when the connector has no config, because a worker cannot sync it: a delegated
+/// connector before its owners complete it, or one whose config an update cleared.
 fn require_config(connector: &Connector) -> Result<(), Error> {
     if connector.config.is_none() {
         return Err(Error::FailedPrecondition(format!("{} has no config, so it cannot sync; set one with Update first", connector.key())));

@@ -32,7 +32,7 @@ pub struct SecretStatus {
     pub fingerprint: String,
 }
 
-/// What makes a value secret during one walk: the field option and the server's Struct
+/// Rules that make a value secret during one walk: the field option and the server's Struct
 /// keys, plus the Struct keys that a stored config recorded as secret when it was written.
 struct Secrets<'a> {
     types: &'a ConfigTypes,

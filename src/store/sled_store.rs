@@ -307,7 +307,7 @@ fn replay_log(db: &sled::Db, trees: &Trees, wal_dir: &Path, data_file: &Path) ->
                 ));
             }
             // An append that a crash cut short was never acknowledged, so dropping it loses
-            // nothing that a client was told is durable.
+            // no acknowledged write.
             tracing::warn!(segment = %segment.display(), offset, "dropped the last log record, which a crash cut short before it was acknowledged");
         }
     }
@@ -601,8 +601,8 @@ fn describe_open_error(error: &sled::Error) -> String {
         sled::Error::Io(io) if io.kind() == std::io::ErrorKind::PermissionDenied => {
             format!("permission denied ({io}); check the directory's owner and mode")
         }
-        // sled words this error with the debug form of the OS error, which says nothing
-        // more than the sentence below.
+        // sled 0.34 formats this error with the debug form of the OS error, which adds
+        // nothing to the message below.
         sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
             "another process holds the database lock; is another connectord using this directory?".to_owned()
         }

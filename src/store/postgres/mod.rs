@@ -425,9 +425,9 @@ impl Drop for PostgresStore {
     }
 }
 
-/// An error's text followed by its sources, as `outer: inner: innermost`. The pool's own
-/// text ("error connecting to server") leaves out the cause, such as a refused connection
-/// or a failed password check.
+/// Formats an error with its sources, as `outer: inner: innermost`, and skips a source
+/// whose text the outer one already contains. The pool's own text ("error connecting to
+/// server") leaves out the cause, such as a refused connection or a failed password check.
 fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();

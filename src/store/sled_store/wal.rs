@@ -163,7 +163,7 @@ pub(super) fn segments(dir: &Path) -> io::Result<Vec<PathBuf>> {
     Ok(found)
 }
 
-/// How the records of a segment end.
+/// End of the records of a segment.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum SegmentEnd {
     /// After the last record come the zeros of the allocated space, or the file's end.
@@ -377,7 +377,8 @@ mod tests {
             Ok(())
         })
         .unwrap_err();
-        assert!(error.contains("damaged at byte 21") && error.contains("intact record (3"), "{error}");
+        assert!(error.contains("damaged at byte 21"), "{error}");
+        assert!(error.contains("intact record (3"), "{error}");
         assert_eq!(applied, [1]);
     }
 

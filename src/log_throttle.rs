@@ -49,7 +49,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn first_event_of_each_interval_is_logged_with_the_count() {
+    fn throttle_logs_first_event_per_interval() {
         let throttle = LogThrottle::new(Duration::from_secs(10));
         let start = Instant::now();
         assert_eq!(throttle.admit_at(start), Some(1));

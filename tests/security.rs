@@ -394,7 +394,7 @@ async fn mask_round_trip_and_fingerprint() {
 }
 
 #[tokio::test]
-async fn secrets_stay_masked_after_the_key_list_drops_them() {
+async fn dropped_secret_keys_stay_masked() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
     let mut request = common::create_request("app-1", "Vaulted");
@@ -416,7 +416,7 @@ async fn secrets_stay_masked_after_the_key_list_drops_them() {
 }
 
 #[tokio::test]
-async fn rejected_calls_log_a_line_per_interval_with_a_count() {
+async fn rejected_calls_log_throttled() {
     let directory = tempfile::tempdir().unwrap();
     let path = directory.path().join("tokens.jsonl");
     create_tokens(&path);

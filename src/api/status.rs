@@ -20,7 +20,7 @@ pub fn to_status(error: Error) -> Status {
     match error {
         Error::InvalidArgument(violations) => invalid_argument(violations),
         Error::Unauthenticated(message) => {
-            // Logged at most once per interval: a worker with a bad secret retries fast.
+            // A worker with a bad secret retries fast, so the throttle logs one line per interval.
             static LOG: LogThrottle = LogThrottle::new(LOG_INTERVAL);
             if let Some(rejected) = LOG.admit() {
                 tracing::info!(code = ?Code::Unauthenticated, reason = %message, rejected, "request rejected");

@@ -342,7 +342,7 @@ mod tests {
     }
 
     #[test]
-    fn recorded_keys_stay_secret_after_the_key_list_drops_them() {
+    fn recorded_keys_outlive_key_list() {
         let before = types();
         let written = before.restore_secrets(&struct_config(&before, r#"{"domain":"x","password":"hunter2"}"#), None).unwrap();
 

@@ -383,7 +383,7 @@ mod tests {
     }
 
     #[test]
-    fn damaged_header_of_last_record_is_a_torn_tail() {
+    fn damaged_last_header_is_torn_tail() {
         let dir = tempfile::tempdir().unwrap();
         let mut wal = Wal::create(dir.path(), 1).unwrap();
         wal.append(b"kept").unwrap();
